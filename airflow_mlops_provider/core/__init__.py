@@ -1,0 +1,1 @@
+"""The real work, importable without Airflow: snapshots, validation, drift, training, registry."""

@@ -1,0 +1,99 @@
+"""MLflow tracking settings, independent of Airflow.
+
+The Airflow hook turns a connection into :class:`TrackingSettings`; core code, training
+subprocesses and tests use the settings to build clients or environments. Secrets never
+appear in ``repr()`` or in :meth:`TrackingSettings.display_uri`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where MLflow lives and how to authenticate against it."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    insecure_tls: bool = False
+    request_timeout_s: int = 30
+    max_retries: int = 3
+    ui_url: str | None = None
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI with any user info removed, safe for logs."""
+        return strip_userinfo(self.tracking_uri)
+
+    @property
+    def browser_url(self) -> str | None:
+        """Base URL of the MLflow UI, when there is one (http(s) servers or an explicit ``ui_url``)."""
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.display_uri.rstrip("/")
+        return None
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that make any MLflow client (or subprocess) use these settings."""
+        env = {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout_s),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
+        }
+        if self.registry_uri:
+            env["MLFLOW_REGISTRY_URI"] = self.registry_uri
+        if self.token:
+            env["MLFLOW_TRACKING_TOKEN"] = self.token
+        elif self.password:
+            env["MLFLOW_TRACKING_USERNAME"] = self.username or ""
+            env["MLFLOW_TRACKING_PASSWORD"] = self.password
+        if self.insecure_tls:
+            env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
+        return env
+
+    def apply(self) -> None:
+        """Export the settings into this process (MLflow clients read credentials from the environment)."""
+        for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name, None)
+        os.environ.update(self.env())
+
+    def client(self) -> MlflowClient:
+        """An ``MlflowClient`` bound to these settings (exports them into the process first)."""
+        from mlflow import MlflowClient
+
+        self.apply()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+def strip_userinfo(uri: str) -> str:
+    """Remove ``user:password@`` from a URI so it can be logged."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def check_reachable(settings: TrackingSettings) -> str:
+    """Ask the tracking server for one experiment; return a short description or raise ``ConnectionError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        settings.client().search_experiments(max_results=1)
+    except (MlflowException, OSError) as err:
+        reason = str(err).splitlines()[0][:300]
+        raise ConnectionError(f"Cannot reach MLflow at {settings.display_uri}: {reason}") from err
+    return f"MLflow at {settings.display_uri} is reachable"

@@ -1,0 +1,1 @@
+"""Factory of the MLOps provider."""

@@ -97,3 +97,27 @@ def check_reachable(settings: TrackingSettings) -> str:
         reason = str(err).splitlines()[0][:300]
         raise ConnectionError(f"Cannot reach MLflow at {settings.display_uri}: {reason}") from err
     return f"MLflow at {settings.display_uri} is reachable"
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None = None) -> str:
+    """Return the id of experiment ``name``, creating it if needed.
+
+    A tracking server stores artifacts where it was told to; a local store (SQLite, files) would
+    default to ``./mlruns`` in whatever directory the worker runs, so new experiments there get
+    ``<artifact_root>/mlflow/<name>`` instead.
+    """
+    from mlflow.exceptions import MlflowException
+
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    served = client.tracking_uri.startswith(("http://", "https://", "databricks"))
+    location = None if served or not artifact_root else f"{artifact_root.rstrip('/')}/mlflow/{name}"
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Another task created it between our lookup and create.
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def storage_options(uri: str, aws_conn_id: str | None) -> dict[str, Any]:
-    """Options for opening ``uri``: S3 credentials, region and endpoint from ``aws_conn_id``; none for files."""
+    """Options for opening ``uri``: S3 credentials, region and endpoint from ``aws_conn_id``."""
     if not uri.startswith(("s3://", "s3a://")) or aws_conn_id is None:
         return {}
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook

@@ -74,3 +74,10 @@ def test_mlflow_database_is_created_for_the_backend_store(compose):
     init_sql = (REPO / "docker/postgres-init.sql").read_text()
     assert "CREATE DATABASE mlflow" in init_sql
     assert "@postgres/mlflow" in compose["services"]["mlflow"]["command"]
+
+
+def test_every_boto3_client_in_the_stack_sends_checksums_only_when_required(compose):
+    for name in ("airflow-scheduler", "airflow-api-server", "mlflow"):
+        env = compose["services"][name]["environment"]
+        assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required", name
+        assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required", name

@@ -1,0 +1,418 @@
+"""Pipeline config schema: one short YAML file describes a retraining loop.
+
+Validation is strict: unknown keys are errors, and every error names the file, the field
+path and what was expected (see :mod:`airflow_mlops_provider.factory.loader`). Strings may
+reference environment variables as ``${NAME}`` or ``${NAME:-default}``; they are expanded
+when the file is loaded, before validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_GRID_POINTS = 64
+DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+_CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
+_SCHEMES = ("s3://", "file://", "gs://", "gcs://", "abfs://", "az://", "memory://")
+
+
+def _seconds(value: Any) -> Any:
+    """Accept a duration as seconds (int) or ``"1d2h3m4s"`` (any subset, in that order)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30m, 2h or a number of seconds")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if value.strip() and match and any(match.groups()):
+            d, h, m, s = (int(g or 0) for g in match.groups())
+            return ((d * 24 + h) * 60 + m) * 60 + s
+    raise ValueError(f"expected a duration such as 30m, 2h or a number of seconds, got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+def _cron(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a cron expression such as '0 3 * * *' or '@daily', got {value!r}")
+    text = value.strip()
+    if text in _CRON_PRESETS:
+        return text
+    fields = text.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(f"expected a 5-field cron expression such as '0 3 * * *' or '@daily', got {value!r}")
+    return text
+
+
+Cron = Annotated[str, BeforeValidator(_cron)]
+
+
+def _uri(value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(_SCHEMES):
+        raise ValueError(f"expected a URI starting with one of {', '.join(_SCHEMES)}, got {value!r}")
+    return value
+
+
+Uri = Annotated[str, BeforeValidator(_uri)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+EntryPoint = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    """Where data comes from: a URI (prefix, file or glob), or a bucket with keys/prefix/glob."""
+
+    uri: Uri | None = None
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    prefix: str = ""
+    keys: list[str] | None = Field(default=None, min_length=1)
+    glob: str | None = None
+    format: Literal["csv", "parquet"] | None = None
+    aws_conn_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> Source:
+        if (self.uri is None) == (self.bucket is None):
+            raise ValueError("expected exactly one of 'uri' or 'bucket'")
+        if self.keys and self.glob:
+            raise ValueError("expected at most one of 'keys' or 'glob'")
+        return self
+
+    @property
+    def base_uri(self) -> str:
+        """The folder (or object) the source watches: what its new-data asset stands for."""
+        if self.uri is not None:
+            base = self.uri
+            if any(ch in base for ch in "*?["):
+                base = base[: min(base.find(ch) for ch in "*?[" if ch in base)]
+                base = base[: base.rfind("/") + 1]
+            return _join(base, self.prefix) if self.prefix else base
+        return _join(f"s3://{self.bucket}", self.prefix)
+
+    @property
+    def resolved(self) -> str | list[str]:
+        """What the ingest operator reads: one URI (maybe a glob) or a list of object URIs."""
+        base = self.uri if self.uri is not None else f"s3://{self.bucket}"
+        if self.prefix:
+            base = _join(base, self.prefix)
+        if self.keys:
+            return [_join(base, key) for key in self.keys]
+        if self.glob:
+            return _join(base, self.glob)
+        return base
+
+
+class Split(Strict):
+    """How ingestion splits rows: by a hash of a key column, or by time."""
+
+    by: Literal["hash", "time", "random"] = "hash"
+    key: str | None = None
+    column: str | None = None
+    seed: int = 0
+    fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
+    )
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - {"train", "validation", "test"})
+        if unknown:
+            raise ValueError(f"expected split names among train, validation, test, got {unknown}")
+        if "train" not in value:
+            raise ValueError("expected a 'train' fraction")
+        if any(f <= 0 for f in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"expected positive fractions summing to 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> Split:
+        if self.by == "time" and not self.column:
+            raise ValueError("a time split needs 'column' (the timestamp column)")
+        return self
+
+
+class Data(Strict):
+    """Training data: the source, its split and the ingestion chunk size."""
+
+    source: Source
+    split: Split = Field(default_factory=Split)
+    chunk_rows: int = Field(default=100_000, gt=0)
+
+
+class Validation(Strict):
+    """Data validation before training: a suite (file path or list of expectations) and the mode."""
+
+    suite: str | list[dict[str, Any]] | None = None
+    infer_from_champion: bool = False
+    builtin_checks: bool = True
+    mode: Literal["fail", "warn"] = "fail"
+    split: str | None = None
+
+
+class Resources(Strict):
+    """What one training task may use: CPU threads and GPUs per worker, and an Airflow pool."""
+
+    cpus: int | None = Field(default=None, gt=0, description="CPU threads per worker process")
+    gpus: int = Field(default=0, ge=0)
+    pool: str | None = None
+    pool_slots: int = Field(default=1, gt=0)
+
+
+class Training(Strict):
+    """Training: a built-in trainer or an entry point, hyperparameters or a grid fanned out."""
+
+    target: str
+    task: Literal["classification", "regression"]
+    trainer: Literal["tabular"] | None = "tabular"
+    entry_point: EntryPoint | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    workers: int = Field(default=1, ge=1, le=64)
+    nodes: int = Field(default=1, ge=1)
+    rdzv_endpoint: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    timeout: Duration = 3600
+    retries: int = Field(default=1, ge=0, le=10)
+    max_restarts: int = Field(default=0, ge=0)
+    checkpoint_every: int = Field(default=1, ge=1)
+    seed: int = 0
+    experiment: str | None = None
+    max_parallel: int | None = Field(default=None, ge=1, description="grid points trained at once")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"grid.{key}: expected a non-empty list of values")
+        points = 1
+        for values in value.values():
+            points *= len(values)
+        if points > MAX_GRID_POINTS:
+            raise ValueError(f"expected at most {MAX_GRID_POINTS} grid points, got {points}")
+        return value
+
+    @model_validator(mode="after")
+    def _entry(self) -> Training:
+        overlap = sorted(set(self.grid) & set(self.hyperparameters))
+        if overlap:
+            raise ValueError(
+                f"keys {overlap} appear in both 'hyperparameters' and 'grid'; expected one place"
+            )
+        if self.nodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("multi-node training (nodes > 1) needs 'rdzv_endpoint'")
+        return self
+
+    @property
+    def resolved_entry_point(self) -> str:
+        return self.entry_point or DEFAULT_ENTRY_POINT
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Hyperparameter sets to train: the base set merged with each point of the grid."""
+        if not self.grid:
+            return [dict(self.hyperparameters)]
+        keys = list(self.grid)
+        return [
+            {**self.hyperparameters, **dict(zip(keys, combo, strict=True))}
+            for combo in itertools.product(*(self.grid[k] for k in keys))
+        ]
+
+
+_MINIMISED = ("rmse", "mse", "mae", "log_loss", "loss", "mape")
+
+
+class Evaluation(Strict):
+    """Evaluation of the challenger against the champion on the same held-out split."""
+
+    split: str = "test"
+    metrics: list[str] | None = None
+    primary_metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+    slices: list[str | dict[str, Any]] = Field(default_factory=list)
+
+
+class Gate(Strict):
+    """Promotion gate: metric floors/ceilings, minimum gain over the champion, no regression."""
+
+    min: dict[str, float] = Field(default_factory=dict, description="metric floors, e.g. accuracy: 0.8")
+    max: dict[str, float] = Field(default_factory=dict, description="metric ceilings, e.g. rmse: 60")
+    min_gain: float = Field(default=0.0, description="required improvement of the primary metric")
+    max_regression: dict[str, float] = Field(
+        default_factory=dict, description="tolerated loss per metric vs the champion"
+    )
+    on_fail: Literal["fail", "skip"] = "skip"
+
+
+class Approval(Strict):
+    """Human approval (Airflow HITL) before the champion alias moves."""
+
+    enabled: bool = False
+    timeout: Duration | None = None
+
+
+def _approval(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+class Drift(Strict):
+    """Drift detection: per-column tests, the p-value threshold, the share of drifted columns."""
+
+    columns: list[str] | None = None
+    numeric_test: Literal["ks", "psi", "wasserstein"] = "ks"
+    categorical_test: Literal["chi2", "psi"] = "chi2"
+    threshold: float = Field(default=0.05, gt=0, lt=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    correction: Literal["none", "bonferroni", "fdr_bh"] = "bonferroni"
+    share: float = Field(default=0.3, gt=0, le=1, description="drifted-column share that counts as drift")
+    prediction_drift: bool = True
+
+
+class Monitoring(Strict):
+    """The monitoring DAG: its schedule, the live-data source, and drift detection."""
+
+    schedule: Cron | None = "@hourly"
+    source: Source
+    score: bool = True
+    drift: Drift = Field(default_factory=Drift)
+    timeout: Duration = 1800
+
+
+class Sqs(Strict):
+    """Event-driven ingestion: S3 event notifications delivered to an SQS queue."""
+
+    queue_url: str = Field(pattern=r"^https?://")
+    aws_conn_id: str | None = None
+    waiter_delay: int = Field(default=30, ge=1)
+
+
+class NewData(Strict):
+    """The new-data trigger: an asset (default: the data source) and optionally an SQS watcher."""
+
+    enabled: bool = True
+    asset_uri: Uri | None = None
+    sqs: Sqs | None = None
+
+
+def _new_data(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+class Triggers(Strict):
+    """What starts a retrain: a cron schedule, new data, drift; any combination (OR)."""
+
+    schedule: Cron | None = None
+    new_data: Annotated[NewData, BeforeValidator(_new_data)] = Field(
+        default_factory=lambda: NewData(enabled=False)
+    )
+    drift: bool = False
+
+
+class Notifier(Strict):
+    """Where a notification goes: the task log, an email, a webhook (JSON POST) or a callable."""
+
+    type: Literal["log", "email", "webhook", "callable"]
+    to: list[str] | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    callable: EntryPoint | None = None
+    smtp_conn_id: str = "smtp_default"
+
+    @model_validator(mode="after")
+    def _target(self) -> Notifier:
+        needed = {"email": "to", "webhook": "url", "callable": "callable"}.get(self.type)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"the {self.type} notifier needs '{needed}'")
+        return self
+
+
+class Notifications(Strict):
+    on_failure: list[Notifier] = Field(default_factory=list)
+    on_promotion: list[Notifier] = Field(default_factory=list)
+
+
+class TaskDefaults(Strict):
+    """Defaults for every generated task (training has its own timeout and retries)."""
+
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay: Duration = 60
+    timeout: Duration = 1800
+
+
+class PipelineConfig(Strict):
+    """One pipeline: produces ``retrain_<name>``, ``monitor_<name>`` and ``rollback_<name>``."""
+
+    name: Name
+    description: str = ""
+    owner: str = "mlops"
+    tags: list[str] = Field(default_factory=list)
+    artifact_root: Uri
+    model_name: str | None = None
+    aws_conn_id: str | None = "aws_default"
+    mlflow_conn_id: str = "mlflow_default"
+    data: Data
+    validation: Validation = Field(default_factory=Validation)
+    training: Training
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    gate: Gate = Field(default_factory=Gate)
+    approval: Annotated[Approval, BeforeValidator(_approval)] = Field(default_factory=Approval)
+    skip_unchanged: bool = True
+    monitoring: Monitoring | None = None
+    triggers: Triggers = Field(default_factory=Triggers)
+    notifications: Notifications = Field(default_factory=Notifications)
+    defaults: TaskDefaults = Field(default_factory=TaskDefaults)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        fractions = self.data.split.fractions
+        if self.evaluation.split not in fractions:
+            raise ValueError(
+                f"evaluation.split {self.evaluation.split!r} is not produced by data.split "
+                f"(expected one of {sorted(fractions)})"
+            )
+        if self.triggers.drift and self.monitoring is None:
+            raise ValueError("triggers.drift needs a 'monitoring' section (the drift asset comes from it)")
+        return self
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or self.name
+
+    @property
+    def experiment_name(self) -> str:
+        return self.training.experiment or f"mlops-{self.name}"
+
+    @property
+    def primary_metric(self) -> str:
+        if self.evaluation.primary_metric:
+            return self.evaluation.primary_metric
+        return "accuracy" if self.training.task == "classification" else "rmse"
+
+    @property
+    def metric_mode(self) -> Literal["max", "min"]:
+        if self.evaluation.mode:
+            return self.evaluation.mode
+        return "min" if self.primary_metric.lower().endswith(_MINIMISED) else "max"
+
+    def fingerprint(self) -> str:
+        """Short hash of the whole config (shown in the DAG docs, changes with any edit)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _join(base: str, part: str) -> str:
+    return base.rstrip("/") + "/" + part.lstrip("/")

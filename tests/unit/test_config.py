@@ -1,0 +1,145 @@
+"""Pipeline config schema: every error names the file, the field path and what was expected."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airflow_mlops_provider.factory import loader
+from airflow_mlops_provider.factory.loader import ConfigError, load_pipeline, parse_pipeline
+
+PIPELINES = sorted((Path(__file__).resolve().parents[2] / "dags" / "pipelines").glob("*.yaml"))
+
+MINIMAL = {
+    "name": "churn",
+    "artifact_root": "s3://ml-artifacts",
+    "data": {"source": {"bucket": "raw-data", "prefix": "churn/", "glob": "*.parquet", "format": "parquet"}},
+    "training": {"target": "churned", "task": "classification"},
+}
+
+
+def _errors(data: dict, tmp_path: Path, name: str = "churn.yaml") -> ConfigError:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    assert str(info.value).startswith(f"{path}: invalid pipeline config")
+    return info.value
+
+
+def _with(**changes: object) -> dict:
+    data = copy.deepcopy(MINIMAL)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+def test_example_pipelines_are_valid(path: Path):
+    config = load_pipeline(path)
+    assert path.stem == config.name
+
+
+def test_minimal_config_gets_documented_defaults():
+    config = parse_pipeline(MINIMAL)
+    assert config.data.source.resolved == "s3://raw-data/churn/*.parquet"
+    assert config.data.source.base_uri == "s3://raw-data/churn/"
+    assert (config.primary_metric, config.metric_mode) == ("accuracy", "max")
+    assert config.training.grid_points() == [{}]
+    assert config.triggers.schedule is None and not config.triggers.new_data.enabled
+    assert config.registered_model_name == "churn"
+
+
+def test_grid_fans_out_merged_with_base_hyperparameters():
+    config = parse_pipeline(
+        _with(training__hyperparameters={"epochs": 5}, training__grid={"lr": [1, 2], "h": [8]})
+    )
+    assert config.training.grid_points() == [{"epochs": 5, "lr": 1, "h": 8}, {"epochs": 5, "lr": 2, "h": 8}]
+
+
+def test_unknown_keys_are_errors_with_a_suggestion(tmp_path: Path):
+    error = _errors(_with(training__grdi={"lr": [1]}, data__source__bukcet="x", colour="red"), tmp_path)
+    problems = dict(error.problems)
+    assert "did you mean 'grid'?" in problems["training.grdi"]
+    assert "unknown key" in problems["data.source.bukcet"]
+    assert problems["colour"].startswith("unknown key (expected one of: name, description")
+
+
+def test_missing_fields_and_wrong_types_name_the_path(tmp_path: Path):
+    data = _with(training__timeout="soon", training__workers=0, triggers__schedule="every day")
+    del data["training"]["target"]
+    problems = dict(_errors(data, tmp_path).problems)
+    assert problems["training.target"] == "required field is missing"
+    assert "expected a duration such as 30m" in problems["training.timeout"]
+    assert problems["training.workers"] == "input should be greater than or equal to 1, got 0"
+    assert "expected a 5-field cron expression" in problems["triggers.schedule"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "path", "expected"),
+    [
+        ({"artifact_root": "/local/path"}, "artifact_root", "expected a URI starting with one of s3://"),
+        ({"name": "Bad-Name"}, "name", "string should match pattern"),
+        ({"data__source__uri": "s3://b/k"}, "data.source", "expected exactly one of 'uri' or 'bucket'"),
+        ({"data__split": {"fractions": {"train": 0.5, "test": 0.2}}}, "data.split.fractions", "summing to 1"),
+        ({"evaluation": {"split": "validation"}, "data__split": {"fractions": {"train": 0.8, "test": 0.2}}},
+         "", "evaluation.split 'validation' is not produced by data.split"),
+        ({"triggers": {"drift": True}}, "", "triggers.drift needs a 'monitoring' section"),
+        ({"training__grid": {"a": list(range(9)), "b": list(range(9))}}, "training.grid",
+         "at most 64 grid points"),
+        ({"training__grid": {"lr": [1]}, "training__hyperparameters": {"lr": 2}}, "training",
+         "appear in both 'hyperparameters' and 'grid'"),
+        ({"notifications": {"on_promotion": [{"type": "webhook"}]}}, "notifications.on_promotion[0]",
+         "the webhook notifier needs 'url'"),
+        ({"approval": "yes please"}, "approval", "input should be a valid dictionary"),
+    ],
+)  # fmt: skip
+def test_field_errors(tmp_path: Path, changes: dict, path: str, expected: str):
+    problems = dict(_errors(_with(**changes), tmp_path).problems)
+    assert expected in problems[path], problems
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: churn\ntraining:\n  target: [unclosed\n")
+    with pytest.raises(
+        ConfigError, match=r"broken.yaml: invalid pipeline config .*\n  <root>: invalid YAML at line"
+    ):
+        load_pipeline(path)
+
+
+def test_empty_file_and_non_mapping(tmp_path: Path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match="expected a mapping of pipeline fields, got an empty file"):
+        load_pipeline(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="got list"):
+        load_pipeline(path)
+
+
+def test_yaml_is_loaded_safely_with_the_c_loader(tmp_path: Path):
+    assert loader._Loader is yaml.CSafeLoader
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_pipeline(path)
+
+
+def test_environment_variables_are_expanded_or_reported():
+    data = _with(artifact_root="${ROOT}", data__source={"uri": "${DATA:-file:///tmp/d}/x/"})
+    config = parse_pipeline(data, env={"ROOT": "s3://from-env"})
+    assert config.artifact_root == "s3://from-env"
+    assert config.data.source.resolved == "file:///tmp/d/x/"
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(data, source="p.yaml", env={})
+    assert info.value.problems == [
+        ("artifact_root", "environment variable ROOT is not set (use ${ROOT:-default})")
+    ]

@@ -1,0 +1,326 @@
+"""The built-in tabular model: preprocessing fitted on training data plus a small MLP.
+
+A :class:`TabularModel` is a plain directory on disk: ``tabular.json`` (task, target, feature
+columns, the fitted preprocessing, the class labels, the network shape) and
+``model.safetensors`` (the weights). Nothing is pickled, so loading a model from an artifact
+store never executes code from that store.
+
+Preprocessing, fitted on the training split only:
+
+* numeric columns (ints, floats, bools): standardised with the training mean and standard
+  deviation; missing values become the mean (0 after scaling);
+* categorical columns (everything else): one-hot over the training categories (at most
+  ``max_categories`` most frequent ones, ties broken by value), plus one slot for values not
+  seen in training and missing values.
+
+Regression targets are standardised for training and scaled back by :meth:`TabularModel.predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_FILE = "tabular.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+TASKS = ("classification", "regression")
+
+
+class TabularModelError(ValueError):
+    """The data or the saved files do not fit a tabular model."""
+
+
+@dataclass
+class Preprocessor:
+    """Column-wise feature encoding fitted on training data, serialisable as JSON."""
+
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (mean, std)
+    categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> known categories
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        feature_columns: Sequence[str],
+        categorical_columns: Sequence[str] | None = None,
+        max_categories: int = 64,
+    ) -> Preprocessor:
+        """Fit on ``frame``; columns are categorical when listed or when their dtype is not numeric."""
+        missing = [c for c in feature_columns if c not in frame.columns]
+        if missing:
+            raise TabularModelError(f"Feature columns missing from the training data: {missing}")
+        forced = set(categorical_columns or ())
+        numeric: dict[str, tuple[float, float]] = {}
+        categorical: dict[str, list[str]] = {}
+        for column in feature_columns:
+            series = frame[column]
+            if column not in forced and (
+                pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+            ):
+                values = series.astype("float64").to_numpy()
+                finite = values[np.isfinite(values)]
+                if finite.size == 0:
+                    raise TabularModelError(
+                        f"Numeric column {column!r} has no finite values in training data"
+                    )
+                std = float(finite.std())
+                numeric[column] = (float(finite.mean()), std if std > 0 else 1.0)
+            else:
+                counts = series.dropna().astype(str).value_counts()
+                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
+                categorical[column] = sorted(value for value, _ in ranked)
+        return cls(numeric=numeric, categorical=categorical)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def width(self) -> int:
+        """Number of encoded features."""
+        return len(self.numeric) + sum(len(cats) + 1 for cats in self.categorical.values())
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode ``frame`` into a float32 matrix of shape (rows, width)."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise TabularModelError(f"Input is missing feature columns {missing}")
+        rows = len(frame)
+        out = np.zeros((rows, self.width), dtype=np.float32)
+        pos = 0
+        for column, (mean, std) in self.numeric.items():
+            values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
+            scaled = (values - mean) / std
+            out[:, pos] = np.where(np.isfinite(scaled), scaled, 0.0)
+            pos += 1
+        for column, categories in self.categorical.items():
+            lookup = {value: i for i, value in enumerate(categories)}
+            series = frame[column]
+            codes = np.array(
+                [
+                    len(categories) if v is None or v != v else lookup.get(str(v), len(categories))
+                    for v in series
+                ],
+                dtype=np.int64,
+            )
+            out[np.arange(rows), pos + codes] = 1.0
+            pos += len(categories) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; lists (not objects) so the column order survives any JSON tooling."""
+        return {
+            "numeric": [{"column": c, "mean": m, "std": s} for c, (m, s) in self.numeric.items()],
+            "categorical": [{"column": c, "categories": cats} for c, cats in self.categorical.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        return cls(
+            numeric={e["column"]: (float(e["mean"]), float(e["std"])) for e in data["numeric"]},
+            categorical={e["column"]: [str(c) for c in e["categories"]] for e in data["categorical"]},
+        )
+
+
+@dataclass
+class TabularSpec:
+    """Everything about a tabular model except its weights (the content of ``tabular.json``)."""
+
+    task: str
+    target: str
+    preprocessor: Preprocessor
+    hidden: list[int]
+    dropout: float = 0.0
+    classes: list[Any] | None = None
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocessor"] = self.preprocessor.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TabularSpec:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise TabularModelError(f"Unsupported tabular model format {data.get('format_version')!r}")
+        return cls(**{**data, "preprocessor": Preprocessor.from_dict(data["preprocessor"])})
+
+
+def build_network(inputs: int, outputs: int, hidden: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
+    """An MLP: Linear -> ReLU (-> Dropout) per hidden layer, then a linear head."""
+    layers: list[nn.Module] = []
+    width = inputs
+    for size in hidden:
+        layers += [nn.Linear(width, int(size)), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = int(size)
+    layers.append(nn.Linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+class TabularModel:
+    """An MLP over numeric and categorical columns, with its fitted preprocessing."""
+
+    def __init__(self, spec: TabularSpec, network: nn.Module | None = None) -> None:
+        if spec.task not in TASKS:
+            raise TabularModelError(f"task must be one of {TASKS}, not {spec.task!r}")
+        self.spec = spec
+        outputs = len(spec.classes or ()) if spec.task == "classification" else 1
+        self.network = network or build_network(spec.preprocessor.width, outputs, spec.hidden, spec.dropout)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def fit_preprocessing(
+        cls,
+        train: pd.DataFrame,
+        target: str,
+        task: str = "classification",
+        *,
+        feature_columns: Sequence[str] | None = None,
+        categorical_columns: Sequence[str] | None = None,
+        hidden: Sequence[int] = (64, 32),
+        dropout: float = 0.0,
+        max_categories: int = 64,
+    ) -> TabularModel:
+        """A new, untrained model whose preprocessing (and class list) is fitted on ``train``."""
+        if task not in TASKS:
+            raise TabularModelError(f"task must be one of {TASKS}, not {task!r}")
+        if target not in train.columns:
+            raise TabularModelError(
+                f"Target column {target!r} is not in the data (columns: {list(train.columns)})"
+            )
+        if len(train) == 0:
+            raise TabularModelError("The training data is empty")
+        features = list(feature_columns) if feature_columns else [c for c in train.columns if c != target]
+        if target in features:
+            raise TabularModelError(f"Target column {target!r} is also listed as a feature")
+        if not features:
+            raise TabularModelError("No feature columns besides the target")
+        pre = Preprocessor.fit(train, features, categorical_columns, max_categories)
+        labels = train[target]
+        if labels.isna().any():
+            raise TabularModelError(f"Target column {target!r} has {int(labels.isna().sum())} missing values")
+        spec = TabularSpec(
+            task=task, target=target, preprocessor=pre, hidden=[int(h) for h in hidden], dropout=dropout
+        )
+        if task == "classification":
+            spec.classes = sorted(_plain(v) for v in labels.unique())
+            if len(spec.classes) < 2:
+                raise TabularModelError(f"Target column {target!r} has a single class {spec.classes}")
+        else:
+            y = pd.to_numeric(labels, errors="raise").astype("float64").to_numpy()
+            spec.target_mean = float(y.mean())
+            spec.target_std = float(y.std()) or 1.0
+        return cls(spec)
+
+    # --- properties ---------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.spec.preprocessor.columns
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.spec.classes
+
+    # --- encoding -----------------------------------------------------------------------------
+    def encode_features(self, frame: pd.DataFrame) -> torch.Tensor:
+        return torch.from_numpy(self.spec.preprocessor.transform(frame))
+
+    def encode_target(self, frame: pd.DataFrame) -> torch.Tensor:
+        """Class indices (int64) for classification, the standardised target (float32, (n, 1)) otherwise."""
+        if self.target not in frame.columns:
+            raise TabularModelError(f"Target column {self.target!r} is not in the data")
+        labels = frame[self.target]
+        if self.task == "classification":
+            index = {c: i for i, c in enumerate(self.classes or ())}
+            codes = [index.get(_plain(v), -1) for v in labels]
+            unknown = sorted({_plain(v) for v, c in zip(labels, codes, strict=True) if c < 0}, key=str)
+            if unknown:
+                raise TabularModelError(f"Target values not seen in training: {unknown[:10]}")
+            return torch.tensor(codes, dtype=torch.int64)
+        y = pd.to_numeric(labels, errors="raise").astype("float64").to_numpy()
+        return torch.from_numpy(
+            ((y - self.spec.target_mean) / self.spec.target_std).astype(np.float32)
+        ).unsqueeze(1)
+
+    # --- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _outputs(self, frame: pd.DataFrame) -> torch.Tensor:
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            return self.network(self.encode_features(frame))
+        finally:
+            self.network.train(was_training)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class labels (classification) or values (regression), one per row."""
+        out = self._outputs(frame)
+        if self.task == "classification":
+            return np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)[
+                out.argmax(dim=1).numpy()
+            ]
+        return (out.squeeze(1).double().numpy() * self.spec.target_std) + self.spec.target_mean
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, columns in :attr:`classes` order (classification only)."""
+        if self.task != "classification":
+            raise TabularModelError("predict_proba is only defined for classification models")
+        return torch.softmax(self._outputs(frame), dim=1).double().numpy()
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``tabular.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        (path / CONFIG_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TabularModel:
+        """Read a model written by :meth:`save` (JSON + safetensors; no unpickling)."""
+        path = Path(directory)
+        try:
+            spec = TabularSpec.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+        except FileNotFoundError as err:
+            raise TabularModelError(f"No {CONFIG_FILE} in {path}: not a tabular model directory") from err
+        model = cls(spec)
+        weights = path / WEIGHTS_FILE
+        if not weights.exists():
+            raise TabularModelError(f"No {WEIGHTS_FILE} in {path}")
+        model.network.load_state_dict(load_file(str(weights)))
+        model.network.eval()
+        return model
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly Python scalar for a NumPy/pandas scalar."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _mixed(values: Sequence[Any] | None) -> bool:
+    return len({type(v) for v in values or ()}) > 1

@@ -1,0 +1,41 @@
+"""A live Airflow deployment (PostgreSQL, LocalExecutor) shared by the integration tests of a session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.airflow_stack import AirflowStack, airflow_stack
+from tests.support.services import postgres_database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def live_dags_folder(session_dir: Path) -> Path:
+    """DAGs folder of the live deployment: the project's dags/ plus test-only DAG files."""
+    folder = session_dir / "live-dags"
+    shutil.copytree(REPO / "dags", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def live_airflow(
+    session_dir: Path, live_dags_folder: Path, mlflow_server: str, moto_endpoint: str
+) -> Iterator[AirflowStack]:
+    env = {
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_server}),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
+        ),
+        "MLOPS_ARTIFACT_ROOT": (session_dir / "live-artifacts").as_uri(),
+    }
+    with (
+        postgres_database("airflow_live") as db_url,
+        airflow_stack(session_dir / "live-airflow", live_dags_folder, db_url, env) as stack,
+    ):
+        yield stack

@@ -1,0 +1,71 @@
+"""The provider inside a running Airflow (api-server, scheduler, dag-processor, triggerer, PostgreSQL).
+
+Airflow is driven only through its REST API, as a user or an upstream system would.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROBE_DAGS = """
+from airflow.sdk import DAG, Asset, task
+
+new_data = Asset("mlops-live-probe://new-data")
+
+with DAG("live_probe_mlflow", schedule=None, tags=["test"]) as mlflow_probe:
+    @task
+    def log_run() -> str:
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+        hook = MlflowHook()
+        experiment_id = hook.client.create_experiment("live-probe") if hook.client.get_experiment_by_name(
+            "live-probe") is None else hook.client.get_experiment_by_name("live-probe").experiment_id
+        return hook.client.create_run(experiment_id).info.run_id
+
+    log_run()
+
+with DAG("live_probe_consumer", schedule=[new_data], tags=["test"]) as consumer:
+    @task
+    def read_events(*, triggering_asset_events=None) -> list:
+        return [event.extra for event in triggering_asset_events[new_data]]
+
+    read_events()
+"""
+
+
+@pytest.fixture(scope="module")
+def probe_dags(live_dags_folder):
+    (live_dags_folder / "live_probe.py").write_text(textwrap.dedent(PROBE_DAGS))
+
+
+def test_a_task_on_the_live_deployment_uses_the_mlflow_connection(live_airflow, probe_dags, mlflow_server):
+    import mlflow
+
+    live_airflow.wait_for_dag("live_probe_mlflow")
+    run_id = live_airflow.trigger("live_probe_mlflow")
+    run = live_airflow.wait_for_run("live_probe_mlflow", run_id, timeout_s=300)
+    assert run["state"] == "success", live_airflow.task_states("live_probe_mlflow", run_id)
+    xcom = live_airflow.api(
+        "GET", f"/dags/live_probe_mlflow/dagRuns/{run_id}/taskInstances/log_run/xcomEntries/return_value"
+    )
+    mlflow_run_id = xcom["value"]
+    assert mlflow.MlflowClient(mlflow_server).get_run(mlflow_run_id).info.run_id == mlflow_run_id
+
+
+def test_an_asset_event_posted_over_rest_triggers_the_consumer_with_its_extra(live_airflow, probe_dags):
+    live_airflow.wait_for_dag("live_probe_consumer")
+    before = len(live_airflow.runs("live_probe_consumer"))
+    live_airflow.post_asset_event("mlops-live-probe://new-data", {"snapshot": {"sha256": "abc"}})
+    import time
+
+    deadline = time.monotonic() + 240
+    while len(live_airflow.runs("live_probe_consumer")) == before and time.monotonic() < deadline:
+        time.sleep(2)
+    run = live_airflow.runs("live_probe_consumer")[-1]
+    finished = live_airflow.wait_for_run("live_probe_consumer", run["dag_run_id"], timeout_s=240)
+    assert finished["state"] == "success"
+    assert finished["run_type"] == "asset_triggered"

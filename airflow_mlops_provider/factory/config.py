@@ -14,7 +14,15 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_GRID_POINTS = 64
@@ -234,29 +242,60 @@ class Training(Strict):
         ]
 
 
-_MINIMISED = ("rmse", "mse", "mae", "log_loss", "loss", "mape")
-
-
 class Evaluation(Strict):
     """Evaluation of the challenger against the champion on the same held-out split."""
 
     split: str = "test"
     metrics: list[str] | None = None
     primary_metric: str | None = None
-    mode: Literal["max", "min"] | None = None
     slices: list[str | dict[str, Any]] = Field(default_factory=list)
 
 
-class Gate(Strict):
-    """Promotion gate: metric floors/ceilings, minimum gain over the champion, no regression."""
+def _gate(value: Any) -> Any:
+    """Validate the gate with the gate's own schema (one source of truth), naming sub-fields."""
+    from airflow_mlops_provider.core.gate import GateConfig
 
-    min: dict[str, float] = Field(default_factory=dict, description="metric floors, e.g. accuracy: 0.8")
-    max: dict[str, float] = Field(default_factory=dict, description="metric ceilings, e.g. rmse: 60")
-    min_gain: float = Field(default=0.0, description="required improvement of the primary metric")
-    max_regression: dict[str, float] = Field(
-        default_factory=dict, description="tolerated loss per metric vs the champion"
-    )
-    on_fail: Literal["fail", "skip"] = "skip"
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of gate settings, got {value!r}")
+    _check_with(GateConfig, {k: v for k, v in value.items() if k != "on_fail"})
+    if value.get("on_fail", "skip") not in ("fail", "skip"):
+        raise ValueError(f"on_fail: expected 'fail' or 'skip', got {value['on_fail']!r}")
+    return value
+
+
+def _drift(value: Any) -> Any:
+    """Validate drift settings with the drift check's own schema, naming sub-fields."""
+    from airflow_mlops_provider.core.drift.config import DriftConfig
+
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of drift settings, got {value!r}")
+    _check_with(DriftConfig, value)
+    return value
+
+
+def _check_with(model: type[BaseModel], value: dict[str, Any]) -> None:
+    """Validate ``value`` with ``model``; errors keep their sub-path (``gate.thresholds.rmse: ...``)."""
+    from pydantic import ValidationError
+    from pydantic_core import PydanticCustomError
+
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            if err["type"] == "extra_forbidden":
+                message = f"unknown key (expected one of: {', '.join(model.model_fields)})"
+            else:
+                message = err["msg"].removeprefix("Value error, ")
+            problems.append((loc, message))
+        raise PydanticCustomError(
+            "nested_config", "{summary}", {"summary": str(problems), "problems": problems}
+        ) from None
+
+
+GateSettings = Annotated[dict[str, Any], AfterValidator(_gate)]
+DriftSettings = Annotated[dict[str, Any], AfterValidator(_drift)]
 
 
 class Approval(Strict):
@@ -270,26 +309,13 @@ def _approval(value: Any) -> Any:
     return {"enabled": value} if isinstance(value, bool) else value
 
 
-class Drift(Strict):
-    """Drift detection: per-column tests, the p-value threshold, the share of drifted columns."""
-
-    columns: list[str] | None = None
-    numeric_test: Literal["ks", "psi", "wasserstein"] = "ks"
-    categorical_test: Literal["chi2", "psi"] = "chi2"
-    threshold: float = Field(default=0.05, gt=0, lt=1)
-    psi_threshold: float = Field(default=0.2, gt=0)
-    correction: Literal["none", "bonferroni", "fdr_bh"] = "bonferroni"
-    share: float = Field(default=0.3, gt=0, le=1, description="drifted-column share that counts as drift")
-    prediction_drift: bool = True
-
-
 class Monitoring(Strict):
     """The monitoring DAG: its schedule, the live-data source, and drift detection."""
 
     schedule: Cron | None = "@hourly"
     source: Source
     score: bool = True
-    drift: Drift = Field(default_factory=Drift)
+    drift: DriftSettings = Field(default_factory=dict, description="core.drift.config.DriftConfig fields")
     timeout: Duration = 1800
 
 
@@ -302,10 +328,9 @@ class Sqs(Strict):
 
 
 class NewData(Strict):
-    """The new-data trigger: an asset (default: the data source) and optionally an SQS watcher."""
+    """The new-data trigger: the pipeline's new-data asset, optionally watched through SQS."""
 
     enabled: bool = True
-    asset_uri: Uri | None = None
     sqs: Sqs | None = None
 
 
@@ -368,7 +393,7 @@ class PipelineConfig(Strict):
     validation: Validation = Field(default_factory=Validation)
     training: Training
     evaluation: Evaluation = Field(default_factory=Evaluation)
-    gate: Gate = Field(default_factory=Gate)
+    gate: GateSettings = Field(default_factory=dict, description="core.gate.GateConfig fields + on_fail")
     approval: Annotated[Approval, BeforeValidator(_approval)] = Field(default_factory=Approval)
     skip_unchanged: bool = True
     monitoring: Monitoring | None = None
@@ -384,6 +409,21 @@ class PipelineConfig(Strict):
                 f"evaluation.split {self.evaluation.split!r} is not produced by data.split "
                 f"(expected one of {sorted(fractions)})"
             )
+        from airflow_mlops_provider.core.gate import TASK_METRICS
+
+        allowed = TASK_METRICS[self.training.task]
+        named = [*(self.evaluation.metrics or []), self.primary_metric]
+        named += [
+            m
+            for key in ("thresholds", "max_regression", "slice_max_regression")
+            for m in self.gate.get(key, {})
+        ]
+        wrong = sorted({m for m in named if m not in allowed})
+        if wrong:
+            raise ValueError(
+                f"metric(s) {wrong} are not computed for a {self.training.task} task "
+                f"(expected among {list(allowed)})"
+            )
         if self.triggers.drift and self.monitoring is None:
             raise ValueError("triggers.drift needs a 'monitoring' section (the drift asset comes from it)")
         return self
@@ -398,15 +438,27 @@ class PipelineConfig(Strict):
 
     @property
     def primary_metric(self) -> str:
-        if self.evaluation.primary_metric:
-            return self.evaluation.primary_metric
-        return "accuracy" if self.training.task == "classification" else "rmse"
+        """The metric that ranks grid points and that the gate's gain applies to."""
+        from airflow_mlops_provider.core.gate import DEFAULT_PRIMARY
+
+        return (
+            self.evaluation.primary_metric
+            or self.gate.get("primary_metric")
+            or DEFAULT_PRIMARY[self.training.task]
+        )
 
     @property
     def metric_mode(self) -> Literal["max", "min"]:
-        if self.evaluation.mode:
-            return self.evaluation.mode
-        return "min" if self.primary_metric.lower().endswith(_MINIMISED) else "max"
+        from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER
+
+        return "max" if HIGHER_IS_BETTER[self.primary_metric] else "min"
+
+    def gate_settings(self) -> dict[str, Any]:
+        """The gate dict handed to GateOperator (primary metric filled in, ``on_fail`` removed)."""
+        gate = {k: v for k, v in self.gate.items() if k != "on_fail"}
+        gate.setdefault("primary_metric", self.primary_metric)
+        gate.setdefault("require_approval", self.approval.enabled)
+        return gate
 
     def fingerprint(self) -> str:
         """Short hash of the whole config (shown in the DAG docs, changes with any edit)."""

@@ -62,7 +62,7 @@ def parse_pipeline(
     try:
         return PipelineConfig.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        raise ConfigError(source, [p for err in exc.errors() for p in _describe(err)]) from None
 
 
 def _expand(value: Any, path: tuple[Any, ...], env: Mapping[str, str], problems: list) -> Any:
@@ -98,19 +98,21 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
-    """One pydantic error as ``(field path, expectation)``; drops pydantic's internal loc parts."""
+def _describe(err: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One pydantic error as ``(field path, expectation)`` pairs; drops pydantic's internal loc parts."""
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     kind = err["type"]
     given = err.get("input")
+    if kind == "nested_config":  # a section validated by its component's own schema (gate, drift)
+        return [(_dotted((*loc, *sub)), message) for sub, message in err["ctx"]["problems"]]
     if kind == "extra_forbidden":
-        return _dotted(loc), f"unknown key{_allowed(loc)}"
+        return [(_dotted(loc), f"unknown key{_allowed(loc)}")]
     if kind == "missing":
-        return _dotted(loc), "required field is missing"
+        return [(_dotted(loc), "required field is missing")]
     message = err["msg"].removeprefix("Value error, ")
     if kind in ("value_error", "assertion_error") or " got " in message:
-        return _dotted(loc), message
-    return _dotted(loc), f"{_lower(message)}, got {_short(given)}"
+        return [(_dotted(loc), message)]
+    return [(_dotted(loc), f"{_lower(message)}, got {_short(given)}")]
 
 
 def _allowed(loc: tuple[Any, ...]) -> str:

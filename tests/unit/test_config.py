@@ -51,7 +51,7 @@ def test_minimal_config_gets_documented_defaults():
     config = parse_pipeline(MINIMAL)
     assert config.data.source.resolved == "s3://raw-data/churn/*.parquet"
     assert config.data.source.base_uri == "s3://raw-data/churn/"
-    assert (config.primary_metric, config.metric_mode) == ("accuracy", "max")
+    assert (config.primary_metric, config.metric_mode) == ("roc_auc", "max")
     assert config.training.grid_points() == [{}]
     assert config.triggers.schedule is None and not config.triggers.new_data.enabled
     assert config.registered_model_name == "churn"
@@ -99,6 +99,11 @@ def test_missing_fields_and_wrong_types_name_the_path(tmp_path: Path):
         ({"notifications": {"on_promotion": [{"type": "webhook"}]}}, "notifications.on_promotion[0]",
          "the webhook notifier needs 'url'"),
         ({"approval": "yes please"}, "approval", "input should be a valid dictionary"),
+        ({"gate": {"min": {"accuracy": 0.8}}}, "gate.min", "unknown key (expected one of: thresholds,"),
+        ({"gate": {"thresholds": {"rmse": 3.0}}}, "", "['rmse'] are not computed for a classification task"),
+        ({"gate": {"max_regression": {"accuracy": -1}}}, "gate.max_regression", "must be >= 0"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "drift": {"alpha": 2}}}, "monitoring.drift.alpha",
+         "less than 1"),
     ],
 )  # fmt: skip
 def test_field_errors(tmp_path: Path, changes: dict, path: str, expected: str):

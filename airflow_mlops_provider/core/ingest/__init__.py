@@ -1,0 +1,21 @@
+"""Ingestion: S3 / object-storage sources streamed into immutable, content-addressed snapshots.
+
+``ingest_snapshot`` is the one entry point operators call; the rest are its parts: source
+listing and opening (:mod:`.sources`), format readers (:mod:`.formats`), name safety
+(:mod:`.safety`) and the streaming pipeline itself (:mod:`.run`).
+"""
+
+from __future__ import annotations
+
+from airflow_mlops_provider.core.ingest.errors import IngestError, SourceUnreachableError
+from airflow_mlops_provider.core.ingest.run import DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_ROWS, ingest_snapshot
+from airflow_mlops_provider.core.ingest.sources import SourceObject
+
+__all__ = [
+    "DEFAULT_BLOCK_BYTES",
+    "DEFAULT_CHUNK_ROWS",
+    "IngestError",
+    "SourceObject",
+    "SourceUnreachableError",
+    "ingest_snapshot",
+]

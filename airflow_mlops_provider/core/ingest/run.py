@@ -1,0 +1,218 @@
+"""The ingestion pipeline: list source objects, stream them through the readers, split, and
+write one content-addressed snapshot.
+
+Memory stays bounded: the readers hand over blocks of ``block_bytes`` of input, and each split
+buffers at most ``chunk_rows`` rows before a Parquet row group is written. Every split's row
+groups hold exactly ``chunk_rows`` rows (the last one fewer), so the snapshot hash depends on
+the rows and ``chunk_rows`` only, not on object boundaries, compression or read block sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from airflow_mlops_provider.core.ingest.errors import IngestError
+from airflow_mlops_provider.core.ingest.formats import ReadSpec, read_object
+from airflow_mlops_provider.core.ingest.safety import safe_component
+from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
+from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
+from airflow_mlops_provider.core.split import parse_split
+from airflow_mlops_provider.core.storage import Location
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 128_000
+DEFAULT_BLOCK_BYTES = 16 << 20
+
+
+def ingest_snapshot(
+    source: str | Sequence[str],
+    artifact_root: Location,
+    pipeline: str,
+    *,
+    format: str | None = None,
+    compression: str | None = None,
+    schema: Mapping[str, str] | None = None,
+    csv_options: Mapping[str, Any] | None = None,
+    split: Mapping[str, Any] | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    s3_client: Any | None = None,
+    source_options: Mapping[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
+    progress_every_s: float = 10.0,
+) -> SnapshotRef:
+    """Read ``source`` (an object, prefix or glob; or a list of them) into a snapshot; return its reference.
+
+    ``schema`` (column -> Arrow type name) fixes column types and the expected column set;
+    without it the first object's schema is the target and later objects must match it.
+    ``s3_client`` (from ``S3Hook.get_conn()``) reads ``s3://`` sources; other URIs use fsspec
+    with ``source_options``. Raises :class:`IngestError` for bad input and
+    :class:`SourceUnreachableError` when storage cannot be reached; nothing is published then.
+    """
+    safe_component(pipeline, "pipeline")
+    if chunk_rows < 1 or block_bytes < 1024:
+        raise IngestError(f"chunk_rows must be >= 1 and block_bytes >= 1024, got {chunk_rows}, {block_bytes}")
+    uris = [source] if isinstance(source, str) else [str(s) for s in source]
+    if not uris:
+        raise IngestError("No source given")
+    splitter = parse_split(split)
+    target = _parse_schema(schema)
+    spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)
+    sources = [open_source(u, s3_client=s3_client, storage_options=source_options, retry=retry) for u in uris]
+    listed = [(src, obj) for src in sources for obj in src.objects()]
+    progress = _Progress(len(listed), sum(obj.size for _, obj in listed), progress_every_s)
+    log.info("Ingesting %d object(s), %s, from %s", len(listed), _size(progress.total_bytes), ", ".join(uris))
+
+    with SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer:
+        buffers: dict[str, _Rebatcher] = {}
+
+        def emit(name: str, table: pa.Table) -> None:
+            if name not in buffers:
+                buffers[name] = _Rebatcher(chunk_rows, lambda t, n=name: writer.write(t, n))
+            buffers[name].add(table)
+
+        for number, (src, obj) in enumerate(listed, start=1):
+            progress.start(number, obj)
+            for table in read_object(src, obj, spec, target, progress.add_bytes):
+                if target is None:
+                    target = table.schema
+                progress.add_rows(table.num_rows)
+                if splitter is None:
+                    emit("data", table)
+                else:
+                    for name, part in splitter.assign(table).items():
+                        emit(name, part)
+            progress.done(obj)
+        if progress.rows == 0:
+            raise IngestError(f"No rows in {', '.join(uris)}: every object is empty (header only?)")
+        for rebatcher in buffers.values():
+            rebatcher.flush()
+        for name in splitter.names if splitter else []:
+            if name not in buffers:
+                writer.write(target.empty_table(), name)
+        try:
+            ref = writer.commit(_manifest(uris, listed, spec, split, manifest_extra))
+        except SnapshotError as err:
+            raise IngestError(str(err)) from err
+    log.info(
+        "Snapshot %s: %d rows %s from %d object(s) (%s) in %.1fs",
+        ref.uri,
+        ref.rows,
+        ref.splits,
+        len(listed),
+        _size(progress.bytes),
+        time.monotonic() - progress.started,
+    )
+    return ref
+
+
+def _parse_schema(schema: Mapping[str, str] | None) -> pa.Schema | None:
+    if not schema:
+        return None
+    fields = []
+    for name, type_name in schema.items():
+        try:
+            fields.append(pa.field(str(name), pa.type_for_alias(str(type_name))))
+        except (ValueError, KeyError) as err:
+            raise IngestError(f"schema: column {name!r} has unknown type {type_name!r}") from err
+    return pa.schema(fields)
+
+
+def _manifest(
+    uris: list[str],
+    listed: list[tuple[Any, SourceObject]],
+    spec: ReadSpec,
+    split: Mapping[str, Any] | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "source": {"uris": uris, "format": spec.format, "compression": spec.compression},
+        "source_objects": [obj.manifest_entry() for _, obj in listed],
+        "source_bytes": sum(obj.size for _, obj in listed),
+        "split_config": dict(split) if split else None,
+        "chunk_rows": spec.chunk_rows,
+        **dict(extra or {}),
+    }
+
+
+class _Rebatcher:
+    """Regroup tables of any size into tables of exactly ``rows`` rows (the last one shorter)."""
+
+    def __init__(self, rows: int, sink: Callable[[pa.Table], None]) -> None:
+        self._rows, self._sink = rows, sink
+        self._pending: list[pa.Table] = []
+        self._count = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._count += table.num_rows
+        if self._count < self._rows:
+            return
+        combined = pa.concat_tables(self._pending)
+        offset = 0
+        while self._count - offset >= self._rows:
+            self._sink(combined.slice(offset, self._rows).combine_chunks())
+            offset += self._rows
+        rest = combined.slice(offset)
+        self._pending, self._count = [rest], rest.num_rows
+
+    def flush(self) -> None:
+        if self._count:
+            self._sink(pa.concat_tables(self._pending).combine_chunks())
+        self._pending, self._count = [], 0
+
+
+class _Progress:
+    """Progress log lines (objects, bytes, rows) at most every ``every_s`` seconds and per object."""
+
+    def __init__(self, objects: int, total_bytes: int, every_s: float) -> None:
+        self.objects, self.total_bytes, self.every_s = objects, total_bytes, every_s
+        self.bytes = self.rows = self.number = 0
+        self.started = self._last = time.monotonic()
+
+    def start(self, number: int, obj: SourceObject) -> None:
+        self.number = number
+        log.info("Reading object %d/%d: %s (%s)", number, self.objects, obj.uri, _size(obj.size))
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+        self._maybe_log()
+
+    def add_rows(self, count: int) -> None:
+        self.rows += count
+        self._maybe_log()
+
+    def done(self, obj: SourceObject) -> None:
+        self._log()
+
+    def _maybe_log(self) -> None:
+        if time.monotonic() - self._last >= self.every_s:
+            self._log()
+
+    def _log(self) -> None:
+        self._last = now = time.monotonic()
+        rate = self.bytes / max(now - self.started, 1e-9)
+        log.info(
+            "Ingest progress: object %d/%d, %s of %s read, %s rows, %s/s",
+            self.number,
+            self.objects,
+            _size(self.bytes),
+            _size(self.total_bytes),
+            f"{self.rows:,}",
+            _size(rate),
+        )
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} GiB"  # pragma: no cover

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,9 @@ def log_model(
 
     example = input_example[model.feature_columns].head(5).reset_index(drop=True)
     signature = infer_signature(example, model.predict(example))
-    with tempfile.TemporaryDirectory(prefix="tabular-model-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tabular-model-") as tmp, warnings.catch_warnings():
+        # predict() has no type hints on purpose: the explicit signature is the schema.
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         local = model.save(Path(tmp) / TABULAR_ARTIFACT)
         return mlflow.pyfunc.log_model(
             name=name,

@@ -1,0 +1,138 @@
+"""What a training function receives: :class:`TrainingContext` and its :class:`MetricsLogger`.
+
+A training entry point is ``"package.module:function"``; the function is called once per
+worker process as ``function(ctx)`` and returns the trained model (a
+:class:`~airflow_mlops_provider.core.tabular_model.TabularModel`, or a ``torch.nn.Module``).
+Rank 0 alone talks to MLflow: on other ranks the metrics logger only keeps values.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.training.checkpoints import load_latest_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from mlflow import MlflowClient
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or another ``*loss*`` metric) became NaN or infinite: training cannot continue."""
+
+
+class MetricsLogger:
+    """Per-epoch (or per-step) metrics: printed and sent to MLflow from rank 0, kept on every rank."""
+
+    def __init__(self, rank: int, run_id: str | None, client: MlflowClient | None) -> None:
+        self.rank = rank
+        self.run_id = run_id
+        self._client = client if rank == 0 else None
+        self.last: dict[str, float] = {}
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        """Record ``metrics`` at ``step``; a non-finite ``*loss*`` raises :class:`NonFiniteLossError`."""
+        values = {name: float(value) for name, value in metrics.items()}
+        bad = {name: value for name, value in values.items() if "loss" in name and not math.isfinite(value)}
+        if bad:
+            raise NonFiniteLossError(
+                f"Non-finite loss at step {step} on rank {self.rank}: {bad}. Training stopped; "
+                "check the data for extreme values or lower the learning rate."
+            )
+        self.last = values
+        self.history.append((step, values))
+        if self.rank == 0:
+            shown = " ".join(f"{k}={v:.6g}" for k, v in values.items())
+            print(f"[metrics] step={step} {shown}", flush=True)
+            if self._client is not None and self.run_id:
+                from mlflow.entities import Metric
+
+                now = _now_ms()
+                batch = [Metric(k, v, now, step) for k, v in values.items()]
+                self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+
+@dataclass
+class TrainingContext:
+    """Everything a training function needs; built by the worker from the launcher's job file."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+    snapshot: dict[str, Any]
+    splits: dict[str, str]  # split name -> Parquet URI (train, validation, ...)
+    target: str
+    task: str
+    hyperparameters: dict[str, Any]
+    checkpoint_dir: str
+    checkpoint_every: int
+    seed: int
+    metrics: MetricsLogger
+    restart_count: int = 0
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def train_uri(self) -> str:
+        return self.splits["train"]
+
+    @property
+    def validation_uri(self) -> str | None:
+        return self.splits.get("validation")
+
+    def read_split(self, split: str) -> pd.DataFrame:
+        """One split of the training snapshot as a DataFrame."""
+        from airflow_mlops_provider.core.snapshot import open_snapshot
+
+        return open_snapshot(self.snapshot["uri"], self.storage_options).read(split).to_pandas()
+
+    def hp(self, name: str, default: Any) -> Any:
+        """A hyperparameter, or ``default`` when not given."""
+        return self.hyperparameters.get(name, default)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def should_checkpoint(self, epoch: int, last_epoch: int) -> bool:
+        return self.checkpoint_every > 0 and ((epoch + 1) % self.checkpoint_every == 0 or epoch == last_epoch)
+
+    def save_checkpoint(self, epoch: int, state: Mapping[str, Any]) -> None:
+        """Rank 0 writes the checkpoint for ``epoch`` (atomically); every rank waits for it."""
+        if self.is_main:
+            location = save_checkpoint(Location(self.checkpoint_dir, self.storage_options), epoch, state)
+            print(f"[checkpoint] epoch {epoch} saved to {location.uri}", flush=True)
+        self.barrier()
+
+    def load_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """``(epoch, state)`` of the latest complete checkpoint (``torch.load(weights_only=True)``)."""
+        found = load_latest_checkpoint(Location(self.checkpoint_dir, self.storage_options))
+        if found is not None and self.is_main:
+            print(f"[checkpoint] resuming after epoch {found[0]} (restart {self.restart_count})", flush=True)
+        return found
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def log(message: str) -> None:
+    """Print a line from rank-aware training code (it reaches the Airflow task log)."""
+    print(message, file=sys.stdout, flush=True)

@@ -1,0 +1,25 @@
+"""Training errors, and which worker failures a torchrun restart cannot fix."""
+
+from __future__ import annotations
+
+
+class TrainingError(RuntimeError):
+    """Training failed; the message says why (the workers' tracebacks are in the task log)."""
+
+
+class EntryPointError(TrainingError):
+    """The training entry point is malformed, cannot be imported or is not callable."""
+
+
+_FATAL_TYPES = (
+    "EntryPointError",
+    "NonFiniteLossError",
+    "TabularModelError",
+    "SnapshotError",
+    "CheckpointError",
+)
+
+
+def is_fatal(err: BaseException) -> bool:
+    """Deterministic failures (bad entry point, NaN loss, bad data): restarting would fail the same way."""
+    return any(cls.__name__ in _FATAL_TYPES for cls in type(err).__mro__)

@@ -1,0 +1,453 @@
+"""Launch torchrun for one training job, supervise it, and report the MLflow run it produced.
+
+The launcher (running in the Airflow task process) does everything that must happen before a
+GPU-second is spent: it checks the entry point, the snapshot and that MLflow answers, then
+creates the MLflow run (tags, params, the snapshot as dataset input). It starts
+``python -m torch.distributed.run`` through a tiny wrapper that sets a parent-death signal, in a
+session of its own, with a free rendezvous port, explicit thread counts and the tracking
+settings in the environment. Worker output is streamed line by line to ``log``. Rank 0 logs
+metrics and the model into the run; the launcher closes the run as FINISHED or FAILED.
+
+Stopping: :meth:`TorchrunLauncher.terminate` sends SIGTERM to torchrun's process group, waits
+up to ``grace_s`` (3 s) and then sends SIGKILL to the group and to every worker it saw (torchrun
+puts workers in sessions of their own). Should the task process itself be SIGKILLed, the
+parent-death signals take torchrun and then its workers down with it. The parent-death signal
+fires when the *thread* that started torchrun exits, so :meth:`run` must be called from a
+thread that lives as long as the training (Airflow's task thread does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.training.entrypoint import (
+    DEFAULT_ENTRY_POINT,
+    check_entry_point_syntax,
+    resolve_entry_point,
+)
+from airflow_mlops_provider.core.training.errors import TrainingError
+from airflow_mlops_provider.core.training.procutil import free_port, signal_group
+from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
+
+TAG_PIPELINE = "mlops.pipeline"
+TAG_SNAPSHOT_URI = "mlops.snapshot_uri"
+TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
+TAG_CONFIG_HASH = "mlops.training_config_hash"
+TAG_RDZV_ID = "mlops.rdzv_id"
+TASKS = ("classification", "regression")
+
+
+@dataclass
+class TrainingJob:
+    """One training launch: what to train on, with which code and parameters, and how to run it."""
+
+    snapshot: dict[str, Any]
+    target: str
+    artifact_root: str
+    pipeline: str
+    task: str = "classification"
+    entry_point: str = DEFAULT_ENTRY_POINT
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    experiment_name: str | None = None
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
+    rdzv_id: str | None = None
+    max_restarts: int = 0
+    backend: str | None = None
+    threads_per_proc: int | None = None
+    checkpoint_every: int = 1
+    seed: int = 0
+    run_name: str | None = None
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
+        for name in ("nproc_per_node", "nnodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.max_restarts < 0 or self.checkpoint_every < 0:
+            raise ValueError("max_restarts and checkpoint_every must not be negative")
+        if self.nnodes > 1 and not (self.rdzv_endpoint and self.rdzv_id):
+            raise ValueError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
+        if self.backend not in (None, "gloo", "nccl"):
+            raise ValueError(f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}")
+        if not isinstance(self.hyperparameters, Mapping):
+            raise ValueError(f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}")
+        check_entry_point_syntax(self.entry_point)
+
+    @property
+    def world_size(self) -> int:
+        return int(self.nproc_per_node) * int(self.nnodes)
+
+    def config_hash(self) -> str:
+        """Hash of everything that determines the trained model (data, code, parameters, world size, seed)."""
+        payload = {
+            "snapshot_sha256": self.snapshot.get("sha256"),
+            "target": self.target,
+            "task": self.task,
+            "entry_point": self.entry_point,
+            "hyperparameters": self.hyperparameters,
+            "seed": self.seed,
+            "world_size": self.world_size,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class TorchrunLauncher:
+    """Runs one :class:`TrainingJob` under torchrun; :meth:`terminate` may be called from a signal handler."""
+
+    def __init__(
+        self,
+        job: TrainingJob,
+        settings: Any,
+        storage_options: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] = print,
+        grace_s: float = 3.0,
+    ) -> None:
+        self.job = job
+        self.settings = settings
+        self.storage_options = dict(storage_options or {})
+        self.log = log
+        self.grace_s = grace_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopped_by: str | None = None
+        self.port: int | None = None
+        self._workers: set[int] = set()
+
+    # --- the whole job --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Preflight, create the MLflow run, train under torchrun and return the result dict."""
+        from airflow_mlops_provider.core.snapshot import SnapshotError, open_snapshot
+        from airflow_mlops_provider.core.tracking import check_reachable, ensure_experiment
+
+        job = self.job
+        job.validate()
+        resolve_entry_point(job.entry_point)
+        snap = open_snapshot(job.snapshot["uri"], self.storage_options)
+        if "train" not in snap.manifest["splits"]:
+            raise SnapshotError(
+                f"Snapshot {snap.location.uri} has no 'train' split (has {sorted(snap.manifest['splits'])}): "
+                "ingest it with a split"
+            )
+        splits = {name: snap.split_uri(name) for name in snap.manifest["splits"]}
+        snapshot = {
+            **snap.ref.to_dict(),
+            **{k: v for k, v in job.snapshot.items() if k not in ("uri", "sha256")},
+        }
+        self.log(check_reachable(self.settings))
+        client = self.settings.client()
+        experiment_id = ensure_experiment(client, job.experiment_name or job.pipeline, job.artifact_root)
+        backend = job.backend or _default_backend()
+        threads = job.threads_per_proc or max(1, (os.cpu_count() or 1) // job.nproc_per_node)
+        config_hash = job.config_hash()
+        params = {
+            **{str(k): v for k, v in job.hyperparameters.items()},
+            "entry_point": job.entry_point,
+            "target": job.target,
+            "task": job.task,
+            "seed": job.seed,
+            "nproc_per_node": job.nproc_per_node,
+            "nnodes": job.nnodes,
+            "world_size": job.world_size,
+            "max_restarts": job.max_restarts,
+            "backend": backend,
+            "threads_per_proc": threads,
+            "checkpoint_every": job.checkpoint_every,
+        }
+        tags = {
+            TAG_PIPELINE: job.pipeline,
+            TAG_SNAPSHOT_URI: snap.location.uri,
+            TAG_SNAPSHOT_SHA: snap.ref.sha256,
+            TAG_CONFIG_HASH: config_hash,
+        }
+        run_id = self._create_run(client, experiment_id, tags, params, snap)
+        self.log(f"MLflow run {run_id} in experiment {experiment_id} ({self.settings.display_uri})")
+
+        checkpoint_dir = Location(job.artifact_root, self.storage_options).join(
+            job.pipeline, "checkpoints", run_id
+        )
+        workdir = Path(tempfile.mkdtemp(prefix="torchrun-job-"))
+        spec = {
+            "entry_point": job.entry_point,
+            "snapshot": snapshot,
+            "splits": splits,
+            "target": job.target,
+            "task": job.task,
+            "hyperparameters": dict(job.hyperparameters),
+            "seed": job.seed,
+            "backend": backend,
+            "threads_per_proc": threads,
+            "checkpoint_dir": checkpoint_dir.uri,
+            "checkpoint_every": job.checkpoint_every,
+            "run_id": run_id,
+            "tags": tags,
+            "workdir": str(workdir),
+            "result_uri": checkpoint_dir.join("result.json").uri,
+        }
+        (workdir / "job.json").write_text(json.dumps(spec, default=str))
+        status = "FAILED"
+        try:
+            self._supervise(self.command(workdir / "job.json", run_id), self.environment(threads), workdir)
+            result_loc = checkpoint_dir.join("result.json")
+            if not result_loc.exists():
+                raise TrainingError(f"torchrun succeeded but rank 0 wrote no result at {result_loc.uri}")
+            result = json.loads(result_loc.read_bytes())
+            status = "FINISHED"
+        finally:
+            self.terminate()
+            _close_run(client, run_id, status)
+            shutil.rmtree(workdir, ignore_errors=True)
+        return {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "model_uri": result.get("model_uri") or f"runs:/{run_id}/model",
+            "metrics": {k: v for k, v in result["metrics"].items() if k.startswith("val_")},
+            "params": {k: v for k, v in params.items()},
+            "snapshot_sha256": snap.ref.sha256,
+            "training_config_hash": config_hash,
+            "checkpoint_dir": checkpoint_dir.uri,
+        }
+
+    def _create_run(
+        self, client: Any, experiment_id: str, tags: dict[str, str], params: dict[str, Any], snap: Any
+    ) -> str:
+        from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
+
+        if self.job.nnodes > 1:
+            tags = {**tags, TAG_RDZV_ID: str(self.job.rdzv_id)}
+            found = client.search_runs(
+                [experiment_id], f"tags.`{TAG_RDZV_ID}` = '{self.job.rdzv_id}'", max_results=1
+            )
+            if found:
+                return found[0].info.run_id
+        run = client.create_run(experiment_id, tags=tags, run_name=self.job.run_name)
+        run_id = run.info.run_id
+        client.log_batch(
+            run_id,
+            params=[Param(k, _param_value(v)) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+            synchronous=True,
+        )
+        datasets = []
+        for split, rows in snap.manifest["splits"].items():
+            dataset = Dataset(
+                name=f"{self.job.pipeline}/{split}",
+                digest=snap.ref.sha256[:36],
+                source_type="snapshot",
+                source=json.dumps({"uri": snap.split_uri(split), "sha256": snap.ref.sha256, "rows": rows}),
+                schema=json.dumps({"mlflow_colspec": [
+                    {"name": c["name"], "type": c["type"]} for c in snap.manifest.get("schema", [])
+                ]}),
+                profile=json.dumps({"num_rows": rows}),
+            )  # fmt: skip
+            context = "training" if split == "train" else split
+            datasets.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
+        client.log_inputs(run_id, datasets=datasets)
+        return run_id
+
+    # --- the torchrun process -------------------------------------------------------------------
+    def command(self, job_file: Path, run_id: str) -> list[str]:
+        job = self.job
+        if job.nnodes > 1:
+            endpoint, rdzv_id = str(job.rdzv_endpoint), str(job.rdzv_id)
+        else:
+            self.port = free_port()
+            endpoint, rdzv_id = f"127.0.0.1:{self.port}", run_id
+        return [
+            sys.executable, "-m", "airflow_mlops_provider.core.training.procutil",
+            sys.executable, "-m", "torch.distributed.run",
+            f"--nnodes={job.nnodes}", f"--nproc-per-node={job.nproc_per_node}",
+            f"--max-restarts={job.max_restarts}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={rdzv_id}", "--monitor-interval=0.5",
+            "-m", "airflow_mlops_provider.core.training.worker", str(job_file),
+        ]  # fmt: skip
+
+    def environment(self, threads: int) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in (
+            "MLFLOW_TRACKING_TOKEN",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_RUN_ID",
+        ):
+            env.pop(name, None)
+        env.update(self.settings.env())
+        env.update(
+            {
+                "OMP_NUM_THREADS": str(threads),
+                "MKL_NUM_THREADS": str(threads),
+                "OPENBLAS_NUM_THREADS": str(threads),
+                "PYTHONUNBUFFERED": "1",
+                "MLOPS_LAUNCHER_PID": str(os.getpid()),
+                STORAGE_OPTIONS_ENV: json.dumps(self.storage_options, default=str),
+            }
+        )
+        return env
+
+    def _supervise(self, argv: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.log(f"Starting torchrun: {' '.join(argv[3:])}")
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        tail: deque[str] = deque(maxlen=60)
+        fatal: dict[str, Any] | None = None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        pending = b""
+        last_scan = 0.0
+        try:
+            while True:
+                for _key, _ in selector.select(timeout=0.5):
+                    chunk = os.read(self.proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        selector.unregister(self.proc.stdout)
+                        break
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        text = line.decode(errors="replace").rstrip()
+                        tail.append(text)
+                        self.log(text)
+                if not selector.get_map():
+                    break
+                now = time.monotonic()
+                if now - last_scan > 0.5:
+                    last_scan = now
+                    self._remember_workers()
+                    fatal = fatal or _fatal_error(workdir)
+                    if fatal and self.stopped_by is None:
+                        self.log(
+                            f"Rank {fatal['rank']} failed with {fatal['type']}; "
+                            "a restart cannot fix it: stopping torchrun"
+                        )
+                        self.terminate("fatal worker error")
+            if pending:
+                self.log(pending.decode(errors="replace"))
+            returncode = self.proc.wait()
+        finally:
+            selector.close()
+        if returncode == 0 and self.stopped_by is None:
+            return
+        errors = _worker_errors(workdir)
+        first = fatal or (errors[0] if errors else None)
+        if first is not None:
+            raise TrainingError(
+                f"Training failed on rank {first['rank']}: {first['type']}: {first['message']} "
+                "(the worker's traceback is in the log above)"
+            )
+        if self.stopped_by is not None:
+            raise TrainingError(
+                f"Training was stopped ({self.stopped_by}); torchrun exited with {returncode}"
+            )
+        died = [line for line in tail if "exitcode" in line or "Signal" in line or "signal" in line]
+        raise TrainingError(
+            f"torchrun exited with code {returncode} after {self.job.max_restarts} allowed restart(s): "
+            "a worker died without reporting an error (killed by a signal or out of memory?). "
+            + (" | ".join(died[-3:]) if died else "")
+        )
+
+    def _remember_workers(self) -> None:
+        """Note torchrun's descendants: they live in sessions of their own, out of reach of a group kill."""
+        import psutil
+
+        if self.proc is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            self._workers |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+
+    def terminate(self, reason: str = "stopped") -> None:
+        """Stop torchrun and its workers: SIGTERM to the group, SIGKILL after ``grace_s``. Idempotent."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            self._kill_workers()
+            return
+        self.stopped_by = self.stopped_by or reason
+        self._remember_workers()
+        signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(self.grace_s)
+        except subprocess.TimeoutExpired:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        signal_group(proc.pid, signal.SIGKILL)  # stragglers of the group
+        self._kill_workers()
+
+    def _kill_workers(self) -> None:
+        import psutil
+
+        for pid in list(self._workers):
+            try:
+                worker = psutil.Process(pid)
+                if worker.status() != psutil.STATUS_ZOMBIE:
+                    worker.kill()
+            except psutil.Error:
+                pass
+        self._workers.clear()
+
+
+def run_training(
+    job: TrainingJob,
+    settings: Any,
+    storage_options: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Convenience wrapper: run ``job`` to completion and return the result dict."""
+    return TorchrunLauncher(job, settings, storage_options, log).run()
+
+
+def _default_backend() -> str:
+    import torch
+
+    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "gloo"
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text[:6000]
+
+
+def _worker_errors(workdir: Path) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(workdir.glob("error-rank*.json")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda e: (not e.get("fatal"), e.get("rank", 0)))
+
+
+def _fatal_error(workdir: Path) -> dict[str, Any] | None:
+    return next((e for e in _worker_errors(workdir) if e.get("fatal")), None)
+
+
+def _close_run(client: Any, run_id: str, status: str) -> None:
+    # Closing the run is best effort; the training outcome decides the task.
+    with contextlib.suppress(Exception):
+        client.set_terminated(run_id, status)
+
+
+def job_from_dict(data: Mapping[str, Any]) -> TrainingJob:
+    known = set(asdict(TrainingJob(snapshot={}, target="", artifact_root="", pipeline="")))
+    return TrainingJob(**{k: v for k, v in data.items() if k in known})
+
+
+def new_rdzv_id() -> str:
+    return uuid.uuid4().hex

@@ -10,6 +10,7 @@ import tempfile
 import textwrap
 
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
@@ -145,14 +146,45 @@ def test_time_split_cuts_at_the_boundaries_and_keeps_empty_splits(tmp_path):
     assert open_snapshot(late).read("test").num_rows == 0
 
 
+def test_time_split_by_fractions_cuts_at_quantiles_in_a_second_pass(tmp_path):
+    table = sample(0, 1000).append_column("ts", pa.array(range(1000, 0, -1), pa.int64()))
+    src = tmp_path / "t.csv"
+    src.write_bytes(csv_bytes(table))
+    fractions = {"train": 0.7, "validation": 0.2, "test": 0.1}
+    ref = ingest_snapshot(
+        src.as_uri(), _root(tmp_path), "demo", chunk_rows=128,
+        split={"by": "time", "column": "ts", "fractions": fractions},
+    )  # fmt: skip
+    assert ref.splits == {"train": 700, "validation": 200, "test": 100}
+    snap = open_snapshot(ref)
+    train, test = snap.read("train").column("ts"), snap.read("test").column("ts")
+    assert pa.compute.max(train).as_py() < pa.compute.min(test).as_py()
+    assert snap.manifest["split_config"]["boundaries"] == {"validation": 701, "test": 901}
+
+
+def test_hash_split_without_key_hashes_whole_rows_and_random_split_is_reproducible(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes(csv_bytes(sample(0, 3000)))
+    rows = ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", split={"by": "hash"})
+    assert sum(rows.splits.values()) == 3000 and min(rows.splits.values()) > 200
+    first = ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", split={"by": "random", "seed": 3})
+    again = ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", split={"by": "random", "seed": 3})
+    other = ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", split={"by": "random", "seed": 4})
+    assert first == again and first.sha256 != other.sha256 and first.sha256 != rows.sha256
+
+
 @pytest.mark.parametrize(
     ("split", "message"),
     [
-        ({"by": "hash"}, "split.key is required"),
+        ({"by": "time"}, "split.column is required for a time split"),
         ({"by": "hash", "key": "id", "fractions": {"train": 0.5}}, "sum to 1"),
         ({"by": "hash", "key": "nope"}, "Split column 'nope' is not in the data"),
-        ({"by": "time", "column": "id"}, "needs split.validation_from"),
-        ({"by": "random", "key": "id"}, "split.by must be 'hash' or 'time'"),
+        (
+            {"by": "time", "column": "id", "test_from": 5, "fractions": {"train": 0.5, "test": 0.5}},
+            "either fractions or validation_from/test_from",
+        ),
+        ({"by": "time", "column": "id", "test_from": "yesterday"}, "cannot be compared with column 'id'"),
+        ({"by": "shuffle"}, "split.by must be 'hash', 'random' or 'time'"),
         ({"by": "hash", "key": "id", "colour": 1}, "Unknown split option(s) ['colour']"),
     ],
 )

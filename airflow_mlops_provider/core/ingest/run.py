@@ -10,18 +10,21 @@ the rows and ``chunk_rows`` only, not on object boundaries, compression or read 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
 from airflow_mlops_provider.core.ingest.formats import ReadSpec, read_object
 from airflow_mlops_provider.core.ingest.safety import safe_component
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
-from airflow_mlops_provider.core.split import parse_split
+from airflow_mlops_provider.core.split import SplitSpec, parse_split
 from airflow_mlops_provider.core.storage import Location
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,7 @@ DEFAULT_BLOCK_BYTES = 16 << 20
 
 
 def ingest_snapshot(
-    source: str | Sequence[str],
+    source: Any,
     artifact_root: Location,
     pipeline: str,
     *,
@@ -50,6 +53,7 @@ def ingest_snapshot(
 ) -> SnapshotRef:
     """Read ``source`` (an object, prefix or glob; or a list of them) into a snapshot; return its reference.
 
+    A source is a URI string or a path object with its own filesystem (``ObjectStoragePath``).
     ``schema`` (column -> Arrow type name) fixes column types and the expected column set;
     without it the first object's schema is the target and later objects must match it.
     ``s3_client`` (from ``S3Hook.get_conn()``) reads ``s3://`` sources; other URIs use fsspec
@@ -59,18 +63,23 @@ def ingest_snapshot(
     safe_component(pipeline, "pipeline")
     if chunk_rows < 1 or block_bytes < 1024:
         raise IngestError(f"chunk_rows must be >= 1 and block_bytes >= 1024, got {chunk_rows}, {block_bytes}")
-    uris = [source] if isinstance(source, str) else [str(s) for s in source]
-    if not uris:
+    items = list(source) if isinstance(source, list | tuple) else [source]
+    if not items:
         raise IngestError("No source given")
     splitter = parse_split(split)
     target = _parse_schema(schema)
     spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)
-    sources = [open_source(u, s3_client=s3_client, storage_options=source_options, retry=retry) for u in uris]
+    options = {"s3_client": s3_client, "storage_options": source_options, "retry": retry}
+    sources = [open_source(item, **options) for item in items]
+    uris = [src.uri for src in sources]
     listed = [(src, obj) for src in sources for obj in src.objects()]
     progress = _Progress(len(listed), sum(obj.size for _, obj in listed), progress_every_s)
     log.info("Ingesting %d object(s), %s, from %s", len(listed), _size(progress.total_bytes), ", ".join(uris))
 
-    with SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer:
+    with (
+        tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
+        SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer,
+    ):
         buffers: dict[str, _Rebatcher] = {}
 
         def emit(name: str, table: pa.Table) -> None:
@@ -78,18 +87,36 @@ def ingest_snapshot(
                 buffers[name] = _Rebatcher(chunk_rows, lambda t, n=name: writer.write(t, n))
             buffers[name].add(table)
 
-        for number, (src, obj) in enumerate(listed, start=1):
-            progress.start(number, obj)
-            for table in read_object(src, obj, spec, target, progress.add_bytes):
-                if target is None:
-                    target = table.schema
-                progress.add_rows(table.num_rows)
-                if splitter is None:
-                    emit("data", table)
-                else:
-                    for name, part in splitter.assign(table).items():
-                        emit(name, part)
-            progress.done(obj)
+        def read_all() -> Iterator[pa.Table]:
+            nonlocal target
+            for number, (src, obj) in enumerate(listed, start=1):
+                progress.start(number, obj)
+                for table in read_object(src, obj, spec, target, progress.add_bytes):
+                    target = target or table.schema
+                    progress.add_rows(table.num_rows)
+                    yield table
+                progress.done(obj)
+
+        tables: Iterable[pa.Table] = read_all()
+        if splitter is not None and splitter.needs_first_pass:
+            staging = _Staging(scratch)
+            for table in tables:
+                staging.write(table)
+            times = staging.column(splitter.column)
+            if times is not None:
+                splitter = splitter.resolve(times)
+                log.info(
+                    "Time split boundaries on %r: %s", splitter.column, splitter.describe()["boundaries"]
+                )
+            tables = staging.tables()
+        offset = 0
+        for table in tables:
+            if splitter is None:
+                emit("data", table)
+            else:
+                for name, part in splitter.assign(table, offset).items():
+                    emit(name, part)
+            offset += table.num_rows
         if progress.rows == 0:
             raise IngestError(f"No rows in {', '.join(uris)}: every object is empty (header only?)")
         for rebatcher in buffers.values():
@@ -98,7 +125,7 @@ def ingest_snapshot(
             if name not in buffers:
                 writer.write(target.empty_table(), name)
         try:
-            ref = writer.commit(_manifest(uris, listed, spec, split, manifest_extra))
+            ref = writer.commit(_manifest(uris, listed, spec, splitter, manifest_extra))
         except SnapshotError as err:
             raise IngestError(str(err)) from err
     log.info(
@@ -129,14 +156,14 @@ def _manifest(
     uris: list[str],
     listed: list[tuple[Any, SourceObject]],
     spec: ReadSpec,
-    split: Mapping[str, Any] | None,
+    splitter: SplitSpec | None,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "source": {"uris": uris, "format": spec.format, "compression": spec.compression},
         "source_objects": [obj.manifest_entry() for _, obj in listed],
         "source_bytes": sum(obj.size for _, obj in listed),
-        "split_config": dict(split) if split else None,
+        "split_config": splitter.describe() if splitter else None,
         "chunk_rows": spec.chunk_rows,
         **dict(extra or {}),
     }
@@ -167,6 +194,35 @@ class _Rebatcher:
         if self._count:
             self._sink(pa.concat_tables(self._pending).combine_chunks())
         self._pending, self._count = [], 0
+
+
+class _Staging:
+    """Rows parked in a local Parquet file between the two passes of a time split by fractions."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, "staging.parquet")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
+        self._writer.write_table(table)
+
+    def column(self, name: str | None) -> pa.ChunkedArray | None:
+        if self._writer is None:
+            return None
+        self._writer.close()
+        schema = pq.read_schema(self.path)
+        if name not in schema.names:
+            raise IngestError(f"Split column {name!r} is not in the data (columns: {schema.names})")
+        return pq.read_table(self.path, columns=[name]).column(name)
+
+    def tables(self) -> Iterator[pa.Table]:
+        if self._writer is None:
+            return
+        for batch in pq.ParquetFile(self.path).iter_batches():
+            yield pa.Table.from_batches([batch])
+        os.remove(self.path)
 
 
 class _Progress:

@@ -60,6 +60,8 @@ class RetryPolicy:
 class Source:
     """A set of objects to ingest, and how to open them."""
 
+    uri: str
+
     def objects(self) -> list[SourceObject]:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -73,15 +75,23 @@ class Source:
 
 
 def open_source(
-    uri: str,
+    uri: Any,
     *,
     s3_client: Any | None = None,
     storage_options: Mapping[str, Any] | None = None,
     retry: RetryPolicy | None = None,
 ) -> Source:
-    """The :class:`Source` for ``uri``: S3 through ``s3_client`` when given, fsspec otherwise."""
-    uri = str(uri)
+    """The :class:`Source` for ``uri``: S3 through ``s3_client`` when given, fsspec otherwise.
+
+    ``uri`` may also be a path object carrying its own filesystem (an Airflow
+    ``ObjectStoragePath`` or a ``UPath``): its ``fs`` and ``path`` are used as they are.
+    """
     retry = retry or RetryPolicy()
+    if not isinstance(uri, str) and hasattr(uri, "fs") and hasattr(uri, "path"):
+        protocol = uri.protocol if isinstance(uri.protocol, str) else uri.protocol[0]
+        display = f"{protocol or 'file'}://{uri.path}"
+        return FsspecSource(display, {}, retry, filesystem=(uri.fs, uri.path))
+    uri = str(uri)
     if uri.startswith(("s3://", "s3a://")) and s3_client is not None:
         return S3Source(uri, s3_client, retry)
     return FsspecSource(uri, dict(storage_options or {}), retry)
@@ -239,10 +249,16 @@ class _S3RangeReader(io.RawIOBase):
 class FsspecSource(Source):
     """Objects on any fsspec filesystem (``file://``, ``ObjectStoragePath`` URIs, ``s3://`` via s3fs)."""
 
-    def __init__(self, uri: str, storage_options: dict[str, Any], retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        uri: str,
+        storage_options: dict[str, Any],
+        retry: RetryPolicy,
+        filesystem: tuple[Any, str] | None = None,
+    ) -> None:
         self.uri = uri
         self.retry = retry
-        self.fs, self.path = url_to_fs(uri, **storage_options)
+        self.fs, self.path = filesystem or url_to_fs(uri, **storage_options)
 
     def objects(self) -> list[SourceObject]:
         fs, path = self.fs, self.path

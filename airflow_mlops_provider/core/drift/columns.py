@@ -1,0 +1,117 @@
+"""Column sources: an in-memory Arrow table or a Parquet file read one column at a time.
+
+The engine never holds a whole window: it asks a source for one column, turns it into a
+NumPy buffer (numeric) or category counts (categorical), and lets it go before the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+class ColumnSource(Protocol):
+    """Something with a schema, a row count and columns that can be read one by one."""
+
+    schema: pa.Schema
+    num_rows: int
+
+    def column(self, name: str) -> pa.ChunkedArray: ...
+
+
+class TableSource:
+    """Columns of an Arrow table already in memory."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.schema = table.schema
+        self.num_rows = table.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
+
+
+class ParquetSource:
+    """Columns of a Parquet file, each read on demand (all row groups of that column only)."""
+
+    def __init__(self, parquet: pq.ParquetFile) -> None:
+        self.parquet = parquet
+        self.schema = parquet.schema_arrow
+        self.num_rows = parquet.metadata.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.parquet.read(columns=[name], use_threads=False).column(0)
+
+
+def is_numeric_type(dtype: pa.DataType) -> bool:
+    return pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_decimal(dtype)
+
+
+def is_temporal_type(dtype: pa.DataType) -> bool:
+    return pa.types.is_timestamp(dtype) or pa.types.is_date(dtype) or pa.types.is_duration(dtype)
+
+
+def is_categorical_type(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_string_view(dtype)
+        or pa.types.is_boolean(dtype)
+        or pa.types.is_dictionary(dtype)
+    )
+
+
+def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Non-missing values as float64 (nulls and NaN dropped) and the number of missing values."""
+    dtype = column.type
+    if is_temporal_type(dtype):
+        column = pc.cast(column, pa.int64()) if not pa.types.is_date32(dtype) else pc.cast(column, pa.int32())
+    if not pa.types.is_float64(column.type):
+        column = pc.cast(column, pa.float64())
+    if column.num_chunks == 1 and column.null_count == 0:
+        values = column.chunk(0).to_numpy(zero_copy_only=False)
+    else:
+        values = column.to_numpy()
+    nan = np.isnan(values)
+    missing = int(np.count_nonzero(nan))
+    if missing:
+        values = values[~nan]
+    return values, missing
+
+
+def category_counts(column: pa.ChunkedArray) -> tuple[dict[str, int], int]:
+    """Counts per category (as strings) and the number of missing values (nulls)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    missing = int(column.null_count)
+    counts = pc.value_counts(column)
+    values = counts.field("values").to_pylist()
+    freq = counts.field("counts").to_pylist()
+    return {_label(v): int(c) for v, c in zip(values, freq, strict=True) if v is not None}, missing
+
+
+def _label(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def distinct_at_most(values: np.ndarray, limit: int) -> bool:
+    """Whether a float buffer has at most ``limit`` distinct values (integers used as codes)."""
+    if values.size == 0:
+        return True
+    sample = values[: min(values.size, 10_000)]
+    if np.unique(sample).size > limit:
+        return False
+    return np.unique(values).size <= limit
+
+
+def names_in(schema: pa.Schema, include: Iterable[str] | None, exclude: Iterable[str]) -> list[str]:
+    excluded = set(exclude)
+    wanted = list(include) if include is not None else schema.names
+    return [name for name in wanted if name not in excluded]

@@ -1,0 +1,303 @@
+"""One drift check on snapshots: reference statistics (stored and reused), comparison, reports.
+
+:func:`run_drift_check` is what the drift operator calls. It resolves the reference (by
+default the champion's training snapshot, from the registry's ``mlops.snapshot_uri`` version
+tag), loads or fits and stores the reference statistics beside that snapshot, streams the
+current window column by column from Parquet, compares, optionally compares the champion's
+predictions on both windows, writes ``drift.json`` and ``report.html`` under
+``<artifact_root>/<pipeline>/reports/drift/<current>-<reference>-<config>/`` and, when MLflow
+settings and a model are given, logs the metrics to an MLflow run tied to the model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops_provider.core.drift.columns import ParquetSource
+from airflow_mlops_provider.core.drift.config import DriftConfig, parse_config
+from airflow_mlops_provider.core.drift.engine import DriftResult, compare
+from airflow_mlops_provider.core.drift.reference import (
+    DriftError,
+    ReferenceStats,
+    fingerprint,
+    load_reference,
+    reference_from_source,
+    store_location,
+)
+from airflow_mlops_provider.core.drift.report import render_html
+from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotRef, open_snapshot
+from airflow_mlops_provider.core.storage import Location
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.tracking import TrackingSettings
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TAG = "mlops.snapshot_uri"
+REPORT_JSON = "drift.json"
+REPORT_HTML = "report.html"
+
+
+@dataclass
+class DriftCheck:
+    """The outcome of :func:`run_drift_check`."""
+
+    result: DriftResult
+    report_uri: str
+    json_uri: str
+    current_sha256: str
+    reference_sha256: str
+    reference_reused: bool
+    model_version: str | None = None
+    mlflow_run_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The small dict for XCom and the drift asset event's ``extra``."""
+        out = {
+            "drift": self.result.drift,
+            "drifted_columns": self.result.drifted_columns,
+            "share": round(self.result.share, 6),
+            "unknown_columns": self.result.unknown_columns,
+            "report_uri": self.report_uri,
+            "json_uri": self.json_uri,
+            "current_sha256": self.current_sha256,
+            "reference_sha256": self.reference_sha256,
+            "model_version": self.model_version,
+        }
+        if self.result.prediction is not None:
+            out["prediction_drift"] = self.result.prediction.drift
+            out["prediction_drifted_columns"] = self.result.prediction.drifted_columns
+        return out
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered model version a monitoring run compares against."""
+
+    model_name: str
+    version: str
+    run_id: str | None
+    snapshot_uri: str | None
+    model_uri: str
+
+
+def resolve_champion(settings: TrackingSettings, model_name: str, alias: str = "champion") -> Champion:
+    """The version behind ``model_name@alias`` and its training snapshot tag."""
+    from mlflow.exceptions import MlflowException
+
+    client = settings.client()
+    try:
+        mv = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as err:
+        raise DriftError(
+            f"Model {model_name!r} has no {alias!r} alias in the registry at {settings.display_uri}: "
+            f"train and promote a model first, or pass reference= explicitly"
+        ) from err
+    return Champion(
+        model_name=model_name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        snapshot_uri=(mv.tags or {}).get(SNAPSHOT_TAG),
+        model_uri=f"models:/{model_name}/{mv.version}",
+    )
+
+
+def run_drift_check(
+    current: Mapping[str, Any] | SnapshotRef | str,
+    reference: Mapping[str, Any] | SnapshotRef | str | None = None,
+    *,
+    artifact_root: str,
+    pipeline: str,
+    config: DriftConfig | Mapping[str, Any] | None = None,
+    current_split: str | None = None,
+    reference_split: str | None = None,
+    predictions: Mapping[str, Any] | None = None,
+    model_name: str | None = None,
+    settings: TrackingSettings | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> DriftCheck:
+    """Compare ``current`` with ``reference`` (default: the champion's training snapshot)."""
+    cfg = parse_config(dict(config) if isinstance(config, Mapping) else config)
+    options = dict(storage_options or {})
+    champion = None
+    if model_name and settings is not None:
+        champion = resolve_champion(settings, model_name)
+    if reference is None:
+        if champion is None:
+            raise DriftError("No reference: pass reference= (a snapshot) or model_name= with MLflow settings")
+        if not champion.snapshot_uri:
+            raise DriftError(
+                f"Champion version {champion.version} of {champion.model_name!r} has no "
+                f"{SNAPSHOT_TAG!r} tag, so its training data is unknown: pass reference= explicitly"
+            )
+        reference = champion.snapshot_uri
+    timings: dict[str, float] = {}
+    ref_snap = open_snapshot(_uri(reference), options)
+    cur_snap = open_snapshot(_uri(current), options)
+    ref_split = reference_split or _default_reference_split(ref_snap)
+    start = time.perf_counter()
+    stats = reference_statistics(ref_snap, ref_split, cfg)
+    cur_source = ParquetSource(cur_snap.parquet_file(current_split))
+    result = compare(stats, cur_source, cfg)
+    timings["features_s"] = time.perf_counter() - start
+    reused = stats.loaded_from_store
+    if predictions is not None and cfg.prediction_drift:
+        start = time.perf_counter()
+        result.prediction = _prediction_drift(predictions, ref_snap, ref_split, cfg, settings, options)
+        timings["predictions_s"] = time.perf_counter() - start
+        if result.prediction.drift and not result.drift:
+            result.drift = True
+    result.timings.update(timings)
+    cur_sha, ref_sha = cur_snap.manifest["sha256"], ref_snap.manifest["sha256"]
+    folder = Location(artifact_root, options).join(
+        pipeline, "reports", "drift", f"{cur_sha[:16]}-{ref_sha[:16]}-{cfg.digest()}"
+    )
+    payload = result.to_dict()
+    payload.update(
+        current={"uri": cur_snap.location.uri, "sha256": cur_sha, "split": current_split},
+        reference={
+            "uri": ref_snap.location.uri,
+            "sha256": ref_sha,
+            "split": ref_split,
+            "reused_statistics": reused,
+        },
+        model={"name": model_name, "version": champion.version if champion else None},
+    )
+    json_loc, html_loc = folder.join(REPORT_JSON), folder.join(REPORT_HTML)
+    title = f"Drift: {pipeline} current {cur_sha[:12]} vs reference {ref_sha[:12]}"
+    html_loc.write_bytes_atomic(render_html(payload, title).encode())
+    json_loc.write_bytes_atomic(json.dumps(payload, indent=1, default=str).encode())
+    check = DriftCheck(
+        result=result,
+        report_uri=html_loc.uri,
+        json_uri=json_loc.uri,
+        current_sha256=cur_sha,
+        reference_sha256=ref_sha,
+        reference_reused=reused,
+        model_version=champion.version if champion else None,
+        timings=timings,
+    )
+    if champion is not None and settings is not None:
+        check.mlflow_run_id = log_to_mlflow(check, champion, settings, pipeline)
+    return check
+
+
+def reference_statistics(
+    snapshot: Snapshot, split: str, config: DriftConfig, *, extra: str = ""
+) -> ReferenceStats:
+    """Stored statistics of one reference split, or fresh ones that are stored while they are fitted."""
+    location = store_location(snapshot.location, split, fingerprint(config, extra))
+    stored = load_reference(location, config)
+    if stored is not None:
+        return stored
+    source = ParquetSource(snapshot.parquet_file(split))
+    return reference_from_source(source, config, store=location, extra=extra)
+
+
+def _default_reference_split(snapshot: Snapshot) -> str:
+    splits = snapshot.manifest["splits"]
+    for name in ("train", "data"):
+        if name in splits:
+            return name
+    raise DriftError(f"Reference snapshot {snapshot.location.uri} has no 'train' or 'data' split: name one")
+
+
+def _uri(value: Mapping[str, Any] | SnapshotRef | str) -> str:
+    if isinstance(value, SnapshotRef):
+        return value.uri
+    if isinstance(value, Mapping):
+        if "uri" not in value:
+            raise DriftError(f"A snapshot reference needs a 'uri' key, got keys {sorted(value)}")
+        return str(value["uri"])
+    return str(value)
+
+
+def _prediction_drift(
+    predictions: Mapping[str, Any],
+    ref_snap: Snapshot,
+    ref_split: str,
+    cfg: DriftConfig,
+    settings: TrackingSettings | None,
+    options: dict[str, Any],
+) -> DriftResult:
+    """Compare the champion's predictions on the current window with its predictions on the reference.
+
+    The reference predictions are computed once per (reference snapshot, model version) and
+    their statistics stored beside the reference like the feature statistics.
+    """
+    from airflow_mlops_provider.core.drift.columns import TableSource
+    from airflow_mlops_provider.core.scoring import predict_table
+
+    pred_ref = predictions.get("predictions", predictions)
+    pred_snap = open_snapshot(_uri(pred_ref), options)
+    model_uri = predictions.get("model_uri") or pred_snap.manifest.get("model_uri")
+    if not model_uri:
+        raise DriftError(
+            "The predictions carry no model_uri: cannot score the reference for prediction drift"
+        )
+    pcfg = cfg.model_copy(update={"include": None, "exclude": [], "columns": {}})
+    extra = f"predictions:{model_uri}"
+    location = store_location(ref_snap.location, ref_split, fingerprint(pcfg, extra))
+    stats = load_reference(location, pcfg)
+    if stats is None:
+        if settings is None:
+            raise DriftError("Prediction drift needs MLflow settings to score the reference with the model")
+        from airflow_mlops_provider.core.model_io import load_model
+
+        model = load_model(model_uri, settings)
+        scored = predict_table(model, ref_snap.read(ref_split, columns=model.feature_columns))
+        stats = reference_from_source(TableSource(scored), pcfg, store=location, extra=extra)
+    return compare(stats, ParquetSource(pred_snap.parquet_file(None)), pcfg)
+
+
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def log_to_mlflow(check: DriftCheck, champion: Champion, settings: TrackingSettings, pipeline: str) -> str:
+    """Log the drift metrics to a run in ``<pipeline>-monitoring`` tagged with the model version.
+
+    Also tags the model version with the latest drift verdict and report, so the registry
+    page of the champion shows how it is doing on live data.
+    """
+    from airflow_mlops_provider.core.tracking import ensure_experiment
+
+    client = settings.client()
+    experiment_id = ensure_experiment(client, f"{pipeline}-monitoring")
+    tags = {
+        "mlops.pipeline": pipeline,
+        "mlops.model_name": champion.model_name,
+        "mlops.model_version": champion.version,
+        "mlops.current_sha256": check.current_sha256,
+        "mlops.reference_sha256": check.reference_sha256,
+        "mlops.drift_report_uri": check.report_uri,
+    }
+    run = client.create_run(experiment_id, tags=tags, run_name=f"drift-{check.current_sha256[:12]}")
+    metrics = {"drift": float(check.result.drift), "drift_share": check.result.share}
+    for col in check.result.columns:
+        key = _METRIC_NAME.sub("_", col.name)
+        if col.effect_size is not None:
+            metrics[f"effect.{key}"] = float(col.effect_size)
+        if col.p_adjusted is not None:
+            metrics[f"p_adjusted.{key}"] = float(col.p_adjusted)
+        metrics[f"drifted.{key}"] = float(col.verdict == "drift")
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, 0) for k, v in metrics.items() if v == v]
+    for i in range(0, len(batch), 500):
+        client.log_batch(run.info.run_id, metrics=batch[i : i + 500])
+    client.set_terminated(run.info.run_id)
+    client.set_model_version_tag(
+        champion.model_name, champion.version, "mlops.last_drift_run_id", run.info.run_id
+    )
+    client.set_model_version_tag(
+        champion.model_name, champion.version, "mlops.last_drift", json.dumps(check.summary())[:4000]
+    )
+    return run.info.run_id

@@ -27,6 +27,7 @@ from pydantic import (
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_GRID_POINTS = 64
 DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
+DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 _CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
@@ -90,7 +91,7 @@ class Source(Strict):
     prefix: str = ""
     keys: list[str] | None = Field(default=None, min_length=1)
     glob: str | None = None
-    format: Literal["csv", "parquet"] | None = None
+    format: Literal["csv", "parquet", "jsonl"] | None = None
     aws_conn_id: str | None = None
 
     @model_validator(mode="after")
@@ -126,19 +127,21 @@ class Source(Strict):
 
 
 class Split(Strict):
-    """How ingestion splits rows: by a hash of a key column, or by time."""
+    """How ingestion splits rows: by a seeded hash of a key column, randomly, or by time."""
 
     by: Literal["hash", "time", "random"] = "hash"
     key: str | None = None
     column: str | None = None
     seed: int = 0
-    fractions: dict[str, float] = Field(
-        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
-    )
+    fractions: dict[str, float] | None = None
+    validation_from: str | int | float | None = None
+    test_from: str | int | float | None = None
 
     @field_validator("fractions")
     @classmethod
-    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+    def _fractions(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
         unknown = sorted(set(value) - {"train", "validation", "test"})
         if unknown:
             raise ValueError(f"expected split names among train, validation, test, got {unknown}")
@@ -150,9 +153,21 @@ class Split(Strict):
 
     @model_validator(mode="after")
     def _columns(self) -> Split:
-        if self.by == "time" and not self.column:
+        bounded = self.validation_from is not None or self.test_from is not None
+        if self.by == "time" and not (self.column or self.key):
             raise ValueError("a time split needs 'column' (the timestamp column)")
+        if bounded and self.by != "time":
+            raise ValueError("validation_from/test_from only apply to a time split (by: time)")
+        if bounded and self.fractions is not None:
+            raise ValueError("a time split takes either fractions or validation_from/test_from, not both")
         return self
+
+    @property
+    def names(self) -> list[str]:
+        """The splits ingestion produces."""
+        if self.validation_from is not None or self.test_from is not None:
+            return ["train", *(n for n in ("validation", "test") if getattr(self, f"{n}_from") is not None)]
+        return list(self.fractions or DEFAULT_FRACTIONS)
 
 
 class Data(Strict):
@@ -202,6 +217,19 @@ class Training(Strict):
     seed: int = 0
     experiment: str | None = None
     max_parallel: int | None = Field(default=None, ge=1, description="grid points trained at once")
+    select_metric: str | None = Field(
+        default=None,
+        description="validation metric that picks the best grid point (val_log_loss, val_rmse...)",
+    )
+
+    @property
+    def resolved_select_metric(self) -> str:
+        return self.select_metric or ("val_log_loss" if self.task == "classification" else "val_rmse")
+
+    @property
+    def select_mode(self) -> Literal["max", "min"]:
+        lower = ("loss", "rmse", "mae", "mse", "error")
+        return "min" if self.resolved_select_metric.endswith(lower) else "max"
 
     @field_validator("grid")
     @classmethod
@@ -403,11 +431,11 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
-        fractions = self.data.split.fractions
-        if self.evaluation.split not in fractions:
+        names = self.data.split.names
+        if self.evaluation.split not in names:
             raise ValueError(
                 f"evaluation.split {self.evaluation.split!r} is not produced by data.split "
-                f"(expected one of {sorted(fractions)})"
+                f"(expected one of {names})"
             )
         from airflow_mlops_provider.core.gate import TASK_METRICS
 

@@ -1,0 +1,352 @@
+"""Turn one pipeline config into its three DAGs: ``retrain_<name>``, ``monitor_<name>``, ``rollback_<name>``.
+
+The builder only wires operators (DESIGN.md: ``factory/`` never holds ML logic). Everything
+here runs at parse time in the dag-processor, so it imports only the stdlib, pydantic,
+``airflow.sdk`` and the provider's thin operator modules.
+
+retrain_<name>  (cron OR new-data asset OR drift asset; one run at a time)::
+
+    trigger_cause ─► ingest ─► check_unchanged ─► validate ─► train[grid] ─► select_best
+                                                   ─► evaluate ─► gate ─► [approve] ─► promote
+
+monitor_<name>  (cron)::
+
+    require_champion ─► ingest_live ─► score ─► detect_drift (emits the drift asset on drift)
+
+rollback_<name>  (manual, with a ``reason`` param)::
+
+    rollback
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
+
+from airflow_mlops_provider.factory import docs
+from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
+from airflow_mlops_provider.factory.config import PipelineConfig
+from airflow_mlops_provider.factory.notify import notifier
+from airflow_mlops_provider.factory.tasks import ChampionCheckOperator, TriggerCauseOperator
+
+
+def build_pipeline(config: PipelineConfig, source: str | None = None) -> dict[str, DAG]:
+    """Build every DAG of one pipeline; keys are the DAG ids."""
+    dags = [build_retrain_dag(config, source), build_rollback_dag(config, source)]
+    if config.monitoring is not None:
+        dags.append(build_monitor_dag(config, source))
+    return {dag.dag_id: dag for dag in dags}
+
+
+def retrain_schedule(config: PipelineConfig) -> Any:
+    """``AssetOrTimeSchedule(cron, new_data | drift)``, or the part of it that is configured."""
+    triggers = config.triggers
+    assets = []
+    if triggers.new_data.enabled:
+        assets.append(new_data_asset(config))
+    if triggers.drift:
+        assets.append(drift_asset(config))
+    timetable = _cron(triggers.schedule) if triggers.schedule else None
+    condition = None
+    if assets:
+        condition = assets[0]
+        for asset in assets[1:]:
+            condition = condition | asset
+    if timetable is not None and condition is not None:
+        return AssetOrTimeSchedule(timetable=timetable, assets=condition)
+    if condition is not None:
+        return condition if len(assets) > 1 else assets
+    return timetable
+
+
+def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+    from airflow_mlops_provider.operators.evaluate import EvaluateOperator
+    from airflow_mlops_provider.operators.ingest import IngestOperator
+    from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator
+    from airflow_mlops_provider.operators.validate import ValidateOperator
+
+    common = _common(config)
+    data = config.data
+    training = config.training
+    dag = DAG(
+        dag_id=f"retrain_{config.name}",
+        schedule=retrain_schedule(config),
+        max_active_runs=1,
+        catchup=False,
+        tags=_tags(config, "retrain"),
+        doc_md=docs.retrain_dag(config, source),
+        description=f"Retrain {config.registered_model_name}: {config.description}".strip(": ")[:200],
+        default_args=_default_args(config),
+        dagrun_timeout=timedelta(seconds=training.timeout * 2 + config.defaults.timeout * 6),
+        on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
+        params={},
+    )
+    with dag:
+        cause = TriggerCauseOperator(
+            task_id="trigger_cause",
+            asset_kinds={new_data_asset(config).name: "new_data", drift_asset(config).name: "drift"},
+            doc_md=docs.TASKS["trigger_cause"],
+        )
+        ingest = IngestOperator(
+            task_id="ingest",
+            source=data.source.resolved,
+            format=data.source.format,
+            split=data.split.model_dump(exclude_none=True),
+            chunk_rows=data.chunk_rows,
+            aws_conn_id=data.source.aws_conn_id or config.aws_conn_id,
+            outlets=[snapshot_asset(config)],
+            doc_md=docs.TASKS["ingest"],
+            **common,
+        )
+        check = ChampionCheckOperator(
+            task_id="check_unchanged",
+            model_name=config.registered_model_name,
+            snapshot=ingest.output,
+            trainings=training_jobs(config),
+            mlflow_conn_id=config.mlflow_conn_id,
+            doc_md=docs.TASKS["check_unchanged"],
+        )
+        validate = ValidateOperator(
+            task_id="validate",
+            snapshot=ingest.output,
+            suite=config.validation.suite,
+            split=config.validation.split,
+            mode=config.validation.mode,
+            builtin_checks=config.validation.builtin_checks,
+            aws_conn_id=config.aws_conn_id,
+            doc_md=docs.TASKS["validate"],
+            **common,
+        )
+        best = _training(config, ingest, common)
+        evaluate = EvaluateOperator(
+            task_id="evaluate",
+            challenger=best.output,
+            snapshot=ingest.output,
+            split=config.evaluation.split,
+            model_name=config.registered_model_name,
+            metrics=config.evaluation.metrics,
+            slices=list(config.evaluation.slices),
+            mlflow_conn_id=config.mlflow_conn_id,
+            aws_conn_id=config.aws_conn_id,
+            doc_md=docs.TASKS["evaluate"],
+        )
+        gate = GateOperator(
+            task_id="gate",
+            evaluation=evaluate.output,
+            gate=config.gate_settings(),
+            trigger=cause.output,
+            validation=validate.output,
+            pipeline=config.name,
+            model_name=config.registered_model_name,
+            mlflow_conn_id=config.mlflow_conn_id,
+            on_fail=config.gate.get("on_fail", "skip"),
+            doc_md=docs.TASKS["gate"],
+        )
+        last = gate
+        if config.approval.enabled:
+            from airflow_mlops_provider.operators.approve import approval_task
+
+            approve = approval_task("approve", decision=gate.output)
+            approve.doc_md = docs.TASKS["approve"]
+            if config.approval.timeout:
+                approve.execution_timeout = timedelta(seconds=config.approval.timeout)
+            gate >> approve
+            last = approve
+        promote = PromoteOperator(
+            task_id="promote",
+            decision=gate.output,
+            mlflow_conn_id=config.mlflow_conn_id,
+            outlets=[champion_asset(config)],
+            on_success_callback=notifier(config.name, "promotion", config.notifications.on_promotion),
+            doc_md=docs.TASKS["promote"],
+        )
+        cause >> ingest >> check >> validate >> best
+        last >> promote
+    return dag
+
+
+def _training(config: PipelineConfig, ingest: Any, common: dict[str, str]) -> Any:
+    """One training task, or a task mapped over the grid followed by ``select_best``."""
+    from airflow_mlops_provider.operators.train import SelectBestRunOperator, TorchrunTrainOperator
+
+    training = config.training
+    kwargs = dict(
+        snapshot=ingest.output,
+        **training_arguments(config),
+        mlflow_conn_id=config.mlflow_conn_id,
+        aws_conn_id=config.aws_conn_id,
+        execution_timeout=timedelta(seconds=training.timeout),
+        retries=training.retries,
+        doc_md=docs.TASKS["train"],
+        **common,
+    )
+    if training.resources.pool:
+        kwargs.update(pool=training.resources.pool, pool_slots=training.resources.pool_slots)
+    points = training.grid_points()
+    if len(points) == 1:
+        return TorchrunTrainOperator(task_id="train", hyperparameters=points[0], **kwargs)
+    if training.max_parallel:
+        kwargs["max_active_tis_per_dagrun"] = training.max_parallel
+    train = TorchrunTrainOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
+    return SelectBestRunOperator(
+        task_id="select_best",
+        results=train.output,
+        metric=training.resolved_select_metric,
+        mode=training.select_mode,
+        doc_md=docs.TASKS["select_best"],
+    )
+
+
+def training_arguments(config: PipelineConfig) -> dict[str, Any]:
+    """The training operator's arguments that define *what* is trained (hashed for the skip check)."""
+    training = config.training
+    resources = training.resources
+    threads = resources.cpus
+    return {
+        "target": training.target,
+        "task": training.task,
+        "entry_point": training.resolved_entry_point,
+        "nproc_per_node": training.workers,
+        "nnodes": training.nodes,
+        "rdzv_endpoint": training.rdzv_endpoint,
+        "max_restarts": training.max_restarts,
+        "backend": "nccl" if resources.gpus else None,
+        "threads_per_proc": threads,
+        "checkpoint_every": training.checkpoint_every,
+        "experiment_name": config.experiment_name,
+        "seed": training.seed,
+    }
+
+
+def training_jobs(config: PipelineConfig) -> list[dict[str, Any]]:
+    """The training arguments of every grid point (hashed at run time by the skip check)."""
+    base = {**training_arguments(config), **_common(config)}
+    return [{**base, "hyperparameters": point} for point in config.training.grid_points()]
+
+
+def build_monitor_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+    from airflow_mlops_provider.operators.drift import DriftOperator
+    from airflow_mlops_provider.operators.ingest import IngestOperator
+    from airflow_mlops_provider.operators.score import BatchScoreOperator
+
+    monitoring = config.monitoring
+    assert monitoring is not None
+    common = _common(config)
+    live = monitoring.source
+    dag = DAG(
+        dag_id=f"monitor_{config.name}",
+        schedule=_cron(monitoring.schedule) if monitoring.schedule else None,
+        max_active_runs=1,
+        catchup=False,
+        tags=_tags(config, "monitor"),
+        doc_md=docs.monitor_dag(config, source),
+        description=f"Watch live data of {config.registered_model_name} for drift"[:200],
+        default_args=_default_args(config, timeout=monitoring.timeout),
+        dagrun_timeout=timedelta(seconds=monitoring.timeout * 4),
+        on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
+    )
+    with dag:
+        guard = ChampionCheckOperator(
+            task_id="require_champion",
+            model_name=config.registered_model_name,
+            mode="require_champion",
+            mlflow_conn_id=config.mlflow_conn_id,
+            doc_md=docs.TASKS["require_champion"],
+        )
+        ingest = IngestOperator(
+            task_id="ingest_live",
+            source=live.resolved,
+            format=live.format,
+            split=None,
+            chunk_rows=config.data.chunk_rows,
+            aws_conn_id=live.aws_conn_id or config.aws_conn_id,
+            doc_md=docs.TASKS["ingest_live"],
+            **common,
+        )
+        score = None
+        if monitoring.score:
+            score = BatchScoreOperator(
+                task_id="score",
+                snapshot=ingest.output,
+                model_name=config.registered_model_name,
+                alias="champion",
+                mlflow_conn_id=config.mlflow_conn_id,
+                aws_conn_id=config.aws_conn_id,
+                doc_md=docs.TASKS["score"],
+                **common,
+            )
+        drift = DriftOperator(
+            task_id="detect_drift",
+            current=ingest.output,
+            reference=None,
+            predictions=score.output if score is not None else None,
+            model_name=config.registered_model_name,
+            config=dict(monitoring.drift),
+            mlflow_conn_id=config.mlflow_conn_id,
+            aws_conn_id=config.aws_conn_id,
+            outlets=[drift_asset(config)],
+            doc_md=docs.TASKS["detect_drift"],
+            **common,
+        )
+        guard >> ingest
+        if score is not None:
+            ingest >> score >> drift
+    return dag
+
+
+def build_rollback_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+    from airflow_mlops_provider.operators.promote import RollbackOperator
+
+    dag = DAG(
+        dag_id=f"rollback_{config.name}",
+        schedule=None,
+        max_active_runs=1,
+        catchup=False,
+        tags=_tags(config, "rollback"),
+        doc_md=docs.rollback_dag(config, source),
+        description=f"Restore the previous champion of {config.registered_model_name}"[:200],
+        default_args={**_default_args(config), "retries": 0},
+        params={
+            "reason": Param(
+                "manual rollback", type="string", minLength=3, description="Why (kept in the decision record)"
+            )
+        },
+        on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
+    )
+    with dag:
+        RollbackOperator(
+            task_id="rollback",
+            model_name=config.registered_model_name,
+            reason="{{ params.reason }}",
+            mlflow_conn_id=config.mlflow_conn_id,
+            outlets=[champion_asset(config)],
+            doc_md=docs.TASKS["rollback"],
+        )
+    return dag
+
+
+def _cron(expression: str) -> CronTriggerTimetable:
+    return CronTriggerTimetable(expression, timezone="UTC")
+
+
+def _common(config: PipelineConfig) -> dict[str, str]:
+    return {"pipeline": config.name, "artifact_root": config.artifact_root}
+
+
+def _tags(config: PipelineConfig, kind: str) -> list[str]:
+    return list(dict.fromkeys(["mlops", kind, f"pipeline:{config.name}", *config.tags]))
+
+
+def _default_args(config: PipelineConfig, timeout: float | None = None) -> dict[str, Any]:
+    defaults = config.defaults
+    args: dict[str, Any] = {
+        "owner": config.owner,
+        "retries": defaults.retries,
+        "retry_delay": timedelta(seconds=defaults.retry_delay),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=defaults.retry_delay * 10),
+        "execution_timeout": timedelta(seconds=timeout or defaults.timeout),
+    }
+    return args

@@ -1,0 +1,100 @@
+"""``doc_md`` for generated DAGs and tasks, so the Airflow UI explains each pipeline."""
+
+from __future__ import annotations
+
+import json
+
+from airflow_mlops_provider.factory.config import PipelineConfig
+
+TASKS: dict[str, str] = {
+    "trigger_cause": "Records why this run started (schedule, new data, drift or manual) and the asset "
+    "events behind it. The gate copies it into the decision record.",
+    "ingest": "Reads the pipeline's data source into an immutable, content-addressed snapshot "
+    "(Parquet + manifest under the artifact root), split into train/validation/test. "
+    "XCom carries only the reference `{uri, sha256, rows, splits}`.",
+    "check_unchanged": "Data-version-aware skip: when the snapshot hash and the training config hash "
+    "equal the champion's `mlops.snapshot_sha256` / `mlops.training_config_hash` tags, "
+    "training and promotion are skipped and the log says why.",
+    "validate": "Validates the snapshot (built-in checks plus the pipeline's suite); the summary "
+    "goes to the decision record and a report link appears on this task.",
+    "train": "Trains with `torchrun` in its own process group (one task per grid point when a grid "
+    "is configured). Rank 0 logs the run and the model to MLflow; see the MLflow run link.",
+    "select_best": "Picks the best grid point by the primary validation metric.",
+    "evaluate": "Scores the challenger and the current champion on the same held-out split.",
+    "gate": "Applies the promotion gate (thresholds, minimum gain, no regression), registers the "
+    "challenger version idempotently and stores the decision record with it.",
+    "approve": "Human approval of the decision record before the champion alias moves.",
+    "promote": "Moves the `champion` alias to the approved version (the old one becomes "
+    "`previous_champion`) when the gate passed.",
+    "require_champion": "Skips the monitoring run while the model has no champion yet.",
+    "ingest_live": "Reads the live window into a snapshot.",
+    "score": "Scores the live window with the champion (predictions snapshot).",
+    "detect_drift": "Compares the live window with the champion's training snapshot; on drift it emits "
+    "the pipeline's drift asset, which triggers `retrain_<name>`.",
+    "rollback": "Restores the `previous_champion` version as `champion`, with the reason recorded.",
+}
+
+
+def _header(config: PipelineConfig, title: str, source: str | None) -> list[str]:
+    lines = [f"# {title}", ""]
+    if config.description:
+        lines += [config.description, ""]
+    lines += [
+        f"* **pipeline**: `{config.name}` (owner {config.owner}; fingerprint `{config.fingerprint()}`)",
+        f"* **config file**: `{source}`" if source else "* **config**: built from Python",
+        f"* **registered model**: `{config.registered_model_name}`; experiment `{config.experiment_name}`",
+        f"* **artifact root**: `{config.artifact_root}`",
+    ]
+    return lines
+
+
+def retrain_dag(config: PipelineConfig, source: str | None) -> str:
+    t = config.triggers
+    causes = []
+    if t.schedule:
+        causes.append(f"cron `{t.schedule}` (UTC)")
+    if t.new_data.enabled:
+        via = " (S3 events via SQS)" if t.new_data.sqs else ""
+        causes.append(
+            f"new data at `{config.data.source.base_uri}`{via}: asset `mlops.{config.name}.new_data`"
+        )
+    if t.drift:
+        causes.append(f"drift found by `monitor_{config.name}`: asset `mlops.{config.name}.drift`")
+    training = config.training
+    points = len(training.grid_points())
+    lines = _header(config, f"Retrain {config.registered_model_name}", source)
+    lines += [
+        f"* **starts on**: {' OR '.join(causes) if causes else 'manual trigger only'}; one run at a time",
+        f"* **data**: `{config.data.source.resolved}`, split by {config.data.split.by} into "
+        f"{', '.join(config.data.split.names)}",
+        f"* **training**: {training.task} on `{training.target}` with `{training.resolved_entry_point}`, "
+        f"{points} config(s), {training.workers} worker(s) x {training.nodes} node(s), "
+        f"timeout {int(training.timeout)} s",
+        f"* **gate**: `{json.dumps(config.gate_settings())}`; approval "
+        f"{'required' if config.approval.enabled else 'off'}",
+        "",
+        "Runs skip training and promotion when the data snapshot and the training config are the "
+        "ones the champion was trained on. Rollback: trigger "
+        f"`rollback_{config.name}`.",
+    ]
+    return "\n".join(lines)
+
+
+def monitor_dag(config: PipelineConfig, source: str | None) -> str:
+    m = config.monitoring
+    assert m is not None
+    lines = _header(config, f"Monitor {config.registered_model_name}", source)
+    lines += [
+        f"* **schedule**: `{m.schedule}` (UTC)" if m.schedule else "* **schedule**: manual",
+        f"* **live data**: `{m.source.resolved}`",
+        f"* **drift settings**: `{json.dumps(m.drift) if m.drift else 'defaults'}`",
+        f"* **on drift**: emits `mlops.{config.name}.drift`"
+        + (f", which triggers `retrain_{config.name}`" if config.triggers.drift else ""),
+    ]
+    return "\n".join(lines)
+
+
+def rollback_dag(config: PipelineConfig, source: str | None) -> str:
+    lines = _header(config, f"Roll back {config.registered_model_name}", source)
+    lines += ["", "Manual: moves `champion` back to `previous_champion`. Give a reason when triggering."]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Detect drift between the champion's training data and a live window; emit the drift asset (issue 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_mlops_provider.links.report import ReportLink
+
+
+class DriftOperator(BaseOperator):
+    """Compare a current snapshot with a reference snapshot, column by column.
+
+    Writes ``drift.json`` and ``report.html`` (per-column plots, statistic, p-value, threshold,
+    verdict), logs the drift metrics to MLflow against the champion version when
+    ``model_name`` is given, and emits StatsD gauges ``mlops.drift.share`` /
+    ``mlops.drift.detected`` / ``mlops.drift.columns`` through Airflow's stats client.
+
+    Only when drift is found does the task succeed, so its outlet assets (the pipeline's drift
+    asset) get an event with the summary as ``extra``. Without drift the task ends *skipped*:
+    no asset event, and tasks downstream of it are skipped too. The summary is pushed to XCom
+    (``return_value``) either way.
+
+    :param current: snapshot reference dict of the live window (e.g. the ingest result). Templated.
+    :param reference: snapshot reference dict; None: the champion's training snapshot, from the
+        ``mlops.snapshot_uri`` tag of ``model_name@champion``. Templated.
+    :param predictions: the :class:`BatchScoreOperator` result, for prediction drift. Templated.
+    :param model_name: registered model whose champion gives the reference and receives the
+        metrics. Templated.
+    :param config: :class:`airflow_mlops_provider.core.drift.DriftConfig` fields (tests,
+        thresholds, correction, ``drift_share``, per-column overrides). Templated.
+    :param current_split / reference_split: splits to compare (default ``data`` / ``train``).
+    :return: ``{"drift", "drifted_columns", "share", "unknown_columns", "report_uri", "json_uri",
+        "current_sha256", "reference_sha256", "model_version", ...}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "current",
+        "reference",
+        "predictions",
+        "model_name",
+        "config",
+        "artifact_root",
+        "pipeline",
+        "aws_conn_id",
+    )
+    template_fields_renderers = {
+        "current": "json",
+        "reference": "json",
+        "predictions": "json",
+        "config": "json",
+    }
+    operator_extra_links = (ReportLink(),)
+    ui_color = "#fdebd0"
+
+    def __init__(
+        self,
+        *,
+        current: Any,
+        artifact_root: str,
+        pipeline: str,
+        reference: Any = None,
+        predictions: Any = None,
+        model_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        current_split: str | None = None,
+        reference_split: str | None = None,
+        mlflow_conn_id: str = "mlflow_default",
+        aws_conn_id: str | None = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.current = current
+        self.reference = reference
+        self.predictions = predictions
+        self.model_name = model_name
+        self.config = dict(config or {})
+        self.current_split = current_split
+        self.reference_split = reference_split
+        self.artifact_root = artifact_root
+        self.pipeline = pipeline
+        self.mlflow_conn_id = mlflow_conn_id
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk import Asset
+
+        from airflow_mlops_provider.core.drift import DriftError, run_drift_check
+        from airflow_mlops_provider.core.snapshot import SnapshotError
+        from airflow_mlops_provider.operators.storage import storage_options
+
+        settings = None
+        if self.model_name:
+            from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+            settings = MlflowHook(self.mlflow_conn_id).settings
+        try:
+            check = run_drift_check(
+                self.current,
+                self.reference,
+                artifact_root=self.artifact_root,
+                pipeline=self.pipeline,
+                config=self.config,
+                current_split=self.current_split,
+                reference_split=self.reference_split,
+                predictions=self.predictions,
+                model_name=self.model_name,
+                settings=settings,
+                storage_options=storage_options(self.artifact_root, self.aws_conn_id),
+            )
+        except (DriftError, SnapshotError, ValueError) as err:
+            raise AirflowFailException(str(err)) from err
+        summary = check.summary()
+        _log_columns(self, check)
+        _emit_stats(self.pipeline, check)
+        ReportLink.persist(context, check.report_uri)
+        if not check.result.drift:
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise AirflowSkipException(
+                f"No drift ({summary['share']:.1%} of columns drifted): no drift asset event; "
+                f"report {check.report_uri}"
+            )
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = summary
+        self.log.warning("Drift in %s: report %s", ", ".join(check.result.drifted_columns), check.report_uri)
+        return summary
+
+
+def _log_columns(operator: BaseOperator, check: Any) -> None:
+    for col in check.result.columns:
+        operator.log.info(
+            "%-24s %-9s %s p_adj=%s effect=%s/%s%s",
+            col.name,
+            col.verdict,
+            col.test,
+            "-" if col.p_adjusted is None else f"{col.p_adjusted:.3g}",
+            "-" if col.effect_size is None else f"{col.effect_size:.4g}",
+            "-" if col.threshold is None else f"{col.threshold:.4g}",
+            f" ({col.reason})" if col.reason else "",
+        )
+    if check.result.unknown_columns:
+        operator.log.warning("Drift unknown for %s", ", ".join(check.result.unknown_columns))
+
+
+def _emit_stats(pipeline: str, check: Any) -> None:
+    from airflow.sdk.observability import stats
+
+    tags = {"pipeline": pipeline}
+    stats.gauge("mlops.drift.share", check.result.share, tags=tags)
+    stats.gauge("mlops.drift.detected", int(check.result.drift), tags=tags)
+    stats.gauge("mlops.drift.columns", len(check.result.drifted_columns), tags=tags)
+    stats.gauge("mlops.drift.unknown_columns", len(check.result.unknown_columns), tags=tags)
+    stats.timing("mlops.drift.duration", check.timings.get("features_s", 0.0) * 1000.0, tags=tags)

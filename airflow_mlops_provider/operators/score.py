@@ -1,0 +1,96 @@
+"""Score a snapshot with the registered champion (or any alias) into a predictions snapshot (issue 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink
+
+
+class BatchScoreOperator(BaseOperator):
+    """Load ``model_name@alias`` from the MLflow registry (no unpickling) and score a snapshot.
+
+    :param snapshot: snapshot reference dict (an upstream task's XCom, e.g. the ingest result)
+        or its URI. Templated.
+    :param model_name: registered model name. Templated.
+    :param alias: registry alias to score with (resolved to a fixed version at start). Templated.
+    :param split: split of the snapshot to score (default ``data``).
+    :param artifact_root: where snapshots live; predictions go to
+        ``<artifact_root>/<pipeline>/predictions/<sha256>/``. Templated.
+    :param pipeline: pipeline name. Templated.
+    :param mlflow_conn_id: Airflow connection of the MLflow server.
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` snapshots. Templated.
+    :return: ``{"predictions": <snapshot ref dict, kind predictions>, "model_version", "model_uri"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "snapshot",
+        "model_name",
+        "alias",
+        "split",
+        "artifact_root",
+        "pipeline",
+        "aws_conn_id",
+    )
+    template_fields_renderers = {"snapshot": "json"}
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#e8daef"
+
+    def __init__(
+        self,
+        *,
+        snapshot: Any,
+        model_name: str,
+        artifact_root: str,
+        pipeline: str,
+        alias: str = "champion",
+        split: str | None = None,
+        mlflow_conn_id: str = "mlflow_default",
+        aws_conn_id: str | None = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+        self.model_name = model_name
+        self.alias = alias
+        self.split = split
+        self.artifact_root = artifact_root
+        self.pipeline = pipeline
+        self.mlflow_conn_id = mlflow_conn_id
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops_provider.core.scoring import ScoringError, score_snapshot
+        from airflow_mlops_provider.core.snapshot import SnapshotError
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+        from airflow_mlops_provider.links.mlflow import model_version_url
+        from airflow_mlops_provider.operators.storage import storage_options
+
+        settings = MlflowHook(self.mlflow_conn_id).settings
+        try:
+            result = score_snapshot(
+                self.snapshot,
+                model_name=self.model_name,
+                alias=self.alias,
+                split=self.split,
+                settings=settings,
+                artifact_root=self.artifact_root,
+                pipeline=self.pipeline,
+                storage_options=storage_options(self.artifact_root, self.aws_conn_id),
+            )
+        except (ScoringError, SnapshotError) as err:
+            raise AirflowFailException(str(err)) from err
+        self.log.info(
+            "Scored %s rows with %s version %s into %s",
+            result["predictions"]["rows"],
+            self.model_name,
+            result["model_version"],
+            result["predictions"]["uri"],
+        )
+        url = model_version_url(settings.browser_url, self.model_name, result["model_version"])
+        MlflowModelVersionLink.persist(context, url)
+        return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.airflow_stack import AirflowStack, airflow_stack
+from tests.support.airflow_stack import AirflowStack, airflow_stack, celery_env
 from tests.support.services import postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,19 +23,36 @@ def live_dags_folder(session_dir: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def live_airflow(
-    session_dir: Path, live_dags_folder: Path, mlflow_server: str, moto_endpoint: str
-) -> Iterator[AirflowStack]:
-    env = {
+def _stack_env(session_dir: Path, mlflow_server: str, moto_endpoint: str) -> dict[str, str]:
+    return {
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_server}),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
         ),
         "MLOPS_ARTIFACT_ROOT": (session_dir / "live-artifacts").as_uri(),
     }
+
+
+@pytest.fixture(scope="session")
+def live_airflow(
+    session_dir: Path, live_dags_folder: Path, mlflow_server: str, moto_endpoint: str
+) -> Iterator[AirflowStack]:
+    """Airflow with the LocalExecutor."""
+    env = _stack_env(session_dir, mlflow_server, moto_endpoint)
     with (
         postgres_database("airflow_live") as db_url,
         airflow_stack(session_dir / "live-airflow", live_dags_folder, db_url, env) as stack,
     ):
         yield stack
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(
+    session_dir: Path, live_dags_folder: Path, mlflow_server: str, moto_endpoint: str
+) -> Iterator[AirflowStack]:
+    """Airflow with the CeleryExecutor: tasks leave the scheduler for a Celery worker (Redis broker)."""
+    env = _stack_env(session_dir, mlflow_server, moto_endpoint)
+    with postgres_database("airflow_celery") as db_url:
+        env |= celery_env(db_url)
+        with airflow_stack(session_dir / "celery-airflow", live_dags_folder, db_url, env) as stack:
+            yield stack

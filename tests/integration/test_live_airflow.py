@@ -69,3 +69,19 @@ def test_an_asset_event_posted_over_rest_triggers_the_consumer_with_its_extra(li
     finished = live_airflow.wait_for_run("live_probe_consumer", run["dag_run_id"], timeout_s=240)
     assert finished["state"] == "success"
     assert finished["run_type"] == "asset_triggered"
+
+
+def test_tasks_run_on_a_celery_worker(celery_airflow, probe_dags, mlflow_server):
+    import mlflow
+
+    celery_airflow.wait_for_dag("live_probe_mlflow")
+    run_id = celery_airflow.trigger("live_probe_mlflow")
+    run = celery_airflow.wait_for_run("live_probe_mlflow", run_id, timeout_s=300)
+    assert run["state"] == "success", celery_airflow.task_states("live_probe_mlflow", run_id)
+    (ti,) = celery_airflow.task_instances("live_probe_mlflow", run_id)
+    assert ti["executor"] == "CeleryExecutor" or "celery" in celery_airflow.log("celery worker").lower()
+    assert ti["task_id"] in celery_airflow.log("celery worker")
+    xcom = celery_airflow.api(
+        "GET", f"/dags/live_probe_mlflow/dagRuns/{run_id}/taskInstances/log_run/xcomEntries/return_value"
+    )
+    assert mlflow.MlflowClient(mlflow_server).get_run(xcom["value"]).info.run_id == xcom["value"]

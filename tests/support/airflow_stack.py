@@ -78,6 +78,7 @@ class AirflowStack:
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            self.check_alive()
             run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
             if run["state"] in TERMINAL:
                 return run
@@ -107,6 +108,14 @@ class AirflowStack:
         )
 
     # --- processes ------------------------------------------------------------------------
+    def check_alive(self) -> None:
+        """Raise with the log tail of any component that exited."""
+        for component, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"airflow {component} exited ({proc.returncode}):\n{self.log(component)[-3000:]}"
+                )
+
     def restart(self, component: str) -> None:
         stop_process_group(self.processes[component])
         self.processes[component] = _spawn(component, self.home, self.env)
@@ -126,11 +135,24 @@ def _spawn(component: str, home: Path, env: dict[str, str]) -> subprocess.Popen:
         )
 
 
+def celery_env(db_url: str, redis_db: int = 7) -> dict[str, str]:
+    """Settings that move task execution to Celery workers (Redis broker, PostgreSQL results)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url.replace("postgresql://", "postgresql+psycopg2://"),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+    }
+
+
 @contextmanager
 def airflow_stack(
     home: Path, dags_folder: Path, db_url: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[AirflowStack]:
-    """Migrate ``db_url`` and run api-server, scheduler, dag-processor and triggerer until exit."""
+    """Migrate ``db_url`` and run api-server, scheduler, dag-processor and triggerer until exit.
+
+    With the CeleryExecutor in ``extra_env`` (see :func:`celery_env`) a Celery worker starts too.
+    """
     import os
 
     home.mkdir(parents=True, exist_ok=True)
@@ -176,7 +198,10 @@ def airflow_stack(
         )
         stack_handle = AirflowStack(home=home, api_url=f"http://127.0.0.1:{port}", env=env, password=password)
         stack_handle.processes["api-server"] = api
-        for component in COMPONENTS:
+        components = COMPONENTS + (
+            ("celery worker",) if env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" else ()
+        )
+        for component in components:
             stack_handle.processes[component] = _spawn(component, home, env)
         stack.callback(lambda: [stop_process_group(p) for p in stack_handle.processes.values()])
         wait_for_port(port)

@@ -1,0 +1,15 @@
+"""Errors of the validation step."""
+
+from __future__ import annotations
+
+
+class ValidationConfigError(ValueError):
+    """The suite or validation settings are wrong (unknown expectation, bad argument, unsafe path)."""
+
+
+class ValidationFailed(RuntimeError):
+    """The data failed its suite; the message lists each failed expectation."""
+
+    def __init__(self, message: str, outcome: dict) -> None:
+        super().__init__(message)
+        self.outcome = outcome

@@ -1,0 +1,204 @@
+"""Validate a snapshot: build the suite, run builtin checks and Great Expectations, write the
+JSON result and HTML report under ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``,
+and return a small summary (raising :class:`ValidationFailed` in ``fail`` mode)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from airflow_mlops_provider.core.ingest.errors import IngestError
+from airflow_mlops_provider.core.ingest.safety import ensure_within, safe_component
+from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotError, SnapshotRef, open_snapshot
+from airflow_mlops_provider.core.storage import Location, join_uri
+from airflow_mlops_provider.core.validation.builtin import builtin_options, run_builtin
+from airflow_mlops_provider.core.validation.errors import ValidationConfigError, ValidationFailed
+from airflow_mlops_provider.core.validation.report import failure_message, render_html
+from airflow_mlops_provider.core.validation.suite import infer_suite, load_suite_file, normalise_suite
+
+log = logging.getLogger(__name__)
+
+MAX_SUMMARY_FAILURES = 20
+
+
+def validate_snapshot(
+    snapshot: str | SnapshotRef | Mapping[str, Any],
+    *,
+    suite: str | Sequence[Mapping[str, Any]] | None = None,
+    reference: str | SnapshotRef | Mapping[str, Any] | None = None,
+    split: str | None = None,
+    mode: str = "fail",
+    builtin_checks: bool | Mapping[str, Any] | None = True,
+    infer_options: Mapping[str, Any] | None = None,
+    artifact_root: str | None = None,
+    pipeline: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    run_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate one snapshot (one split, or all splits together when ``split`` is None).
+
+    ``suite`` is a list of expectations (``{"expectation": "expect_...", "column": ..., ...}`` or
+    GX ``{"type", "kwargs"}``) or the path/URI of a GX suite JSON; ``reference`` is a snapshot to
+    infer a suite from (its expectations are added, its schema and null fractions drive the
+    builtin checks). Returns ``{"success", "evaluated", "failed", "report_uri", "result_uri",
+    "snapshot_sha256", "split", "mode"}``.
+    """
+    if mode not in ("fail", "warn"):
+        raise ValidationConfigError(f"mode must be 'fail' or 'warn', got {mode!r}")
+    options = dict(storage_options or {})
+    snap = _open(snapshot, options, artifact_root, "snapshot")
+    report_dir = _report_dir(snap, artifact_root, pipeline, options)
+    started = time.monotonic()
+
+    expectations: list[dict[str, Any]] = []
+    if isinstance(suite, str):
+        expectations += load_suite_file(suite, options)
+    elif suite:
+        expectations += normalise_suite(suite)
+    reference_info = None
+    if reference:
+        inferred = infer_suite(_open(reference, options, artifact_root, "reference"), infer_options)
+        expectations += inferred["expectations"]
+        reference_info = inferred["reference"]
+    builtin = builtin_options(builtin_checks)
+    if not expectations and builtin is None:
+        raise ValidationConfigError("Nothing to validate: no suite, no reference and builtin checks are off")
+
+    table = _read(snap, split)
+    checks: list[dict[str, Any]] = []
+    if builtin is not None:
+        columns = [e["kwargs"]["column"] for e in expectations if isinstance(e["kwargs"].get("column"), str)]
+        checks += run_builtin(table, builtin, reference_info, columns)
+    gx_json: dict[str, Any] | None = None
+    if expectations:
+        from airflow_mlops_provider.core.validation.gx import run_gx
+
+        gx_checks, gx_json = run_gx(table.to_pandas(), expectations)
+        checks += gx_checks
+    failed = [c for c in checks if not c["success"]]
+
+    suite_id = _suite_id(expectations, builtin, reference_info)
+    stem = f"{split or 'all'}-{suite_id}"
+    report_uri, result_uri = (report_dir.join(f"{stem}.{ext}") for ext in ("html", "json"))
+    outcome = {
+        "success": not failed,
+        "evaluated": len(checks),
+        "failed": [_short(c) for c in failed[:MAX_SUMMARY_FAILURES]],
+        "failed_count": len(failed),
+        "report_uri": report_uri.uri,
+        "result_uri": result_uri.uri,
+        "snapshot_uri": snap.location.uri,
+        "snapshot_sha256": snap.manifest["sha256"],
+        "split": split,
+        "mode": mode,
+    }
+    document = {
+        **outcome,
+        "snapshot": snap.ref.to_dict(),
+        "rows": table.num_rows,
+        "validated_at": datetime.now(UTC).isoformat(),
+        "run": dict(run_info or {}),
+        "reference": reference_info,
+        "builtin_options": builtin,
+        "expectations": expectations,
+        "statistics": {
+            "evaluated": len(checks),
+            "failed": len(failed),
+            "seconds": time.monotonic() - started,
+        },
+        "checks": checks,
+        "great_expectations": gx_json,
+    }
+    result_uri.write_bytes_atomic(json.dumps(document, indent=2, default=str).encode())
+    report_uri.write_bytes_atomic(render_html(document).encode())
+    log.info(
+        "Validated %s (%s rows, split %s): %d checks, %d failed; report %s",
+        snap.location.uri, table.num_rows, split or "all", len(checks), len(failed), report_uri.uri,
+    )  # fmt: skip
+    if failed:
+        message = failure_message(outcome, failed)
+        if mode == "fail":
+            raise ValidationFailed(message, outcome)
+        log.warning("%s\n(mode=warn: continuing)", message)
+    return outcome
+
+
+def _open(value: Any, options: dict[str, Any], artifact_root: str | None, what: str) -> Snapshot:
+    if isinstance(value, Mapping):
+        if "uri" not in value:
+            raise ValidationConfigError(
+                f"{what}: expected a snapshot reference with 'uri', got keys {sorted(value)}"
+            )
+        uri = str(value["uri"])
+    else:
+        uri = value.uri if isinstance(value, SnapshotRef) else str(value)
+    if artifact_root:
+        try:
+            ensure_within(artifact_root, uri, what)
+        except IngestError as err:
+            raise ValidationConfigError(str(err)) from err
+    try:
+        return open_snapshot(uri, options)
+    except SnapshotError as err:
+        raise ValidationConfigError(f"{what}: {err}") from err
+
+
+def _report_dir(snap: Snapshot, artifact_root: str | None, pipeline: str | None, options: dict) -> Location:
+    sha = snap.manifest["sha256"]
+    if artifact_root and pipeline:
+        try:
+            safe_component(pipeline, "pipeline")
+        except IngestError as err:
+            raise ValidationConfigError(str(err)) from err
+        base = join_uri(artifact_root, pipeline)
+    else:
+        parts = snap.location.uri.rstrip("/").rsplit("/", 2)
+        if len(parts) != 3 or parts[1] != "snapshots":
+            raise ValidationConfigError(
+                f"Cannot place the report for {snap.location.uri}: pass artifact_root and pipeline"
+            )
+        base = parts[0]
+    return Location(join_uri(base, "reports", "validation", sha), options)
+
+
+def _read(snap: Snapshot, split: str | None) -> pa.Table:
+    try:
+        if split is not None or "data" in snap.manifest["splits"]:
+            return snap.read(split)
+        return pa.concat_tables(snap.read(name) for name in snap.manifest["splits"])
+    except SnapshotError as err:
+        raise ValidationConfigError(str(err)) from err
+
+
+def _suite_id(expectations: list[dict[str, Any]], builtin: dict[str, Any] | None, reference: Any) -> str:
+    payload = json.dumps(
+        {"expectations": expectations, "builtin": builtin, "reference": (reference or {}).get("sha256")},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _short(check: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "expectation": check["expectation"],
+        "column": check.get("column"),
+        "observed": _clip(check.get("exception") or check.get("observed")),
+        "unexpected_count": check.get("unexpected_count"),
+        "examples": [_clip(v) for v in (check.get("examples") or [])[:3]],
+        "source": check.get("source"),
+    }
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value[:200] if isinstance(value, str) else value
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."

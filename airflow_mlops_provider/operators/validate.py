@@ -1,0 +1,121 @@
+"""Validate a snapshot with Great Expectations 1.x plus builtin checks (issue 3).
+
+The operator resolves storage credentials, calls
+:func:`airflow_mlops_provider.core.validation.validate_snapshot`, links the HTML report from
+the task (``ReportLink``) and returns the small summary through XCom. In ``fail`` mode a failed
+suite fails the task without retry, with every failed expectation listed in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops_provider.links.report import ReportLink
+
+
+class ValidateOperator(BaseOperator):
+    """Check a snapshot against an expectation suite; write a JSON result and an HTML report.
+
+    :param snapshot: the snapshot reference dict (usually the ingest task's ``output``) or URI.
+    :param suite: a list of expectations (``{"expectation": "expect_column_values_to_be_between",
+        "column": "age", "min_value": 0}`` or GX ``{"type", "kwargs"}``), or the path / URI of a GX
+        suite JSON file. Templated.
+    :param reference: a snapshot (dict or URI) to infer a suite from: value ranges, category sets,
+        schema and null fractions of its training data.
+    :param split: the split to validate; None validates all splits together.
+    :param mode: ``fail`` (the task fails when any expectation fails) or ``warn`` (log, continue).
+    :param builtin_checks: row-count, schema and null-rate checks: True (defaults), False (off) or a
+        mapping (``min_rows``, ``max_rows``, ``max_null_fraction``, ``null_tolerance``, ``schema``,
+        ``allow_extra_columns``); ``min_rows: 0`` allows empty data.
+    :param infer_options: ``range_margin``, ``mostly``, ``max_categories`` for inferred suites.
+    :param artifact_root: the artifact root; the snapshot must lie inside it and reports go under
+        ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Templated.
+    :param pipeline: pipeline name. Templated.
+    :param aws_conn_id: AWS connection for ``s3://`` snapshots and reports. Templated.
+    :return: ``{"success", "evaluated", "failed", "failed_count", "report_uri", "result_uri",
+        "snapshot_uri", "snapshot_sha256", "split", "mode"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "snapshot",
+        "suite",
+        "reference",
+        "split",
+        "mode",
+        "builtin_checks",
+        "artifact_root",
+        "pipeline",
+        "aws_conn_id",
+    )
+    template_fields_renderers = {"suite": "json", "snapshot": "json", "reference": "json"}
+    operator_extra_links = (ReportLink(),)
+    ui_color = "#e8f5e1"
+
+    def __init__(
+        self,
+        *,
+        snapshot: Any,
+        suite: str | Sequence[Mapping[str, Any]] | None = None,
+        reference: Any = None,
+        split: str | None = None,
+        mode: str = "fail",
+        builtin_checks: bool | Mapping[str, Any] = True,
+        infer_options: Mapping[str, Any] | None = None,
+        artifact_root: str | None = None,
+        pipeline: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+        self.suite = suite
+        self.reference = reference
+        self.split = split
+        self.mode = mode
+        self.builtin_checks = builtin_checks
+        self.infer_options = infer_options
+        self.artifact_root = artifact_root
+        self.pipeline = pipeline
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops_provider.core.validation import (
+            ValidationConfigError,
+            ValidationFailed,
+            validate_snapshot,
+        )
+        from airflow_mlops_provider.operators.storage import storage_options
+
+        uri = self.snapshot.get("uri", "") if isinstance(self.snapshot, Mapping) else str(self.snapshot)
+        ti = context.get("ti")
+        run_info = {
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": context.get("run_id"),
+            "task_id": getattr(ti, "task_id", None),
+            "try_number": getattr(ti, "try_number", None),
+        }
+        try:
+            outcome = validate_snapshot(
+                self.snapshot,
+                suite=self.suite,
+                reference=self.reference or None,
+                split=self.split or None,
+                mode=self.mode,
+                builtin_checks=self.builtin_checks,
+                infer_options=self.infer_options,
+                artifact_root=self.artifact_root,
+                pipeline=self.pipeline,
+                storage_options=storage_options(self.artifact_root or uri, self.aws_conn_id),
+                run_info=run_info,
+            )
+        except ValidationFailed as err:
+            ReportLink.persist(context, err.outcome["report_uri"])
+            raise AirflowFailException(str(err)) from err
+        except ValidationConfigError as err:
+            raise AirflowFailException(str(err)) from err
+        ReportLink.persist(context, outcome["report_uri"])
+        return outcome

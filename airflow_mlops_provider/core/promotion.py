@@ -1,0 +1,334 @@
+"""Gate, promote and roll back: the three registry steps the promotion operators call.
+
+* :func:`gate_and_register` decides (``core.gate``), registers the challenger once (found by its
+  source-run tag on retries), verifies its artifacts, points ``challenger`` at it and stores the
+  decision record. It never touches ``champion``.
+* :func:`promote` moves ``champion`` for a passing decision, inside the per-model critical
+  section the caller provides (a one-slot Airflow pool). When the champion moved since the
+  evaluation it re-evaluates the challenger against the new champion on the same snapshot and
+  applies the gate again, so a better champion is never silently overwritten.
+* :func:`rollback_champion` moves ``champion`` back to ``previous_champion`` with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops_provider.core import registry
+from airflow_mlops_provider.core.decision_record import DecisionRecord, load_record, record_uri, store_record
+from airflow_mlops_provider.core.gate import GateConfig, decide
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.evaluation import Model
+    from airflow_mlops_provider.core.tracking import TrackingSettings
+
+Loader = Callable[[str, "TrackingSettings"], "Model"]
+
+
+class PromotionRefused(registry.RegistryError):
+    """The decision does not allow moving ``champion`` (failed gate, missing approval, ...)."""
+
+
+def _loader(loader: Loader | None) -> Loader:
+    if loader is not None:
+        return loader
+    from airflow_mlops_provider.core.model_io import load_model
+
+    return load_model
+
+
+def _trigger(trigger: Mapping[str, Any] | None) -> dict[str, Any]:
+    trigger = dict(trigger or {})
+    trigger.setdefault("cause", "manual")
+    return trigger
+
+
+def gate_and_register(
+    settings: TrackingSettings,
+    evaluation: Mapping[str, Any],
+    gate: GateConfig | Mapping[str, Any] | None = None,
+    *,
+    pipeline: str | None = None,
+    trigger: Mapping[str, Any] | None = None,
+    validation: Mapping[str, Any] | None = None,
+    loader: Loader | None = None,
+) -> dict[str, Any]:
+    """Decide on the challenger of ``evaluation``, register it and record the decision; returns a summary.
+
+    The summary (small, JSON) is what :func:`promote` and the approval form need: verdict,
+    version, reasons, record URI, the champion the decision was made against and how to
+    re-evaluate. Retrying registers nothing new and leaves the aliases as they were.
+    """
+    config = gate if isinstance(gate, GateConfig) else GateConfig.model_validate(dict(gate or {}))
+    load = _loader(loader)
+    client = settings.client()
+    model_name = evaluation["model_name"]
+    run_id = evaluation["challenger"]["run_id"]
+    trigger = _trigger(trigger)
+    result = decide(dict(evaluation), config)
+
+    tags = {
+        registry.TAG_TRIGGER: trigger["cause"],
+        registry.TAG_EVAL_SNAPSHOT: evaluation.get("snapshot_sha256"),
+    }
+    registration = registry.register_version(client, model_name, run_id, tags=tags)
+    version = registration.version
+    with registry._step(f"reading the decision record of run {run_id}", client):
+        existing = load_record(client, run_id, model_name)
+    if existing is not None and existing.status == "promoted" and existing.version == version:
+        return summary(existing, _record_uri(client, run_id, model_name), evaluation)
+
+    registry.verify_artifacts(client, model_name, version, lambda uri: load(uri, settings))
+    with registry._step(f"reading run {run_id}", client):
+        run_tags = client.get_run(run_id).data.tags
+    status = "rejected"
+    if result.passed:
+        status = "awaiting_approval" if config.require_approval else "approved"
+    record = DecisionRecord(
+        model_name=model_name,
+        version=version,
+        source_run_id=run_id,
+        pipeline=pipeline or run_tags.get(registry.TAG_PIPELINE),
+        task=evaluation.get("task", ""),
+        verdict=result.verdict,
+        reasons=result.reasons,
+        checks=result.to_dict()["checks"],
+        gate=config.model_dump(),
+        challenger=dict(evaluation["challenger"]),
+        champion=evaluation.get("champion"),
+        champion_version_at_eval=evaluation.get("champion_version_at_eval"),
+        evaluation_snapshot=dict(evaluation.get("snapshot") or {"sha256": evaluation.get("snapshot_sha256")}),
+        training_snapshot={
+            "uri": run_tags.get(registry.TAG_SNAPSHOT_URI),
+            "sha256": run_tags.get(registry.TAG_SNAPSHOT_SHA),
+            "training_config_hash": run_tags.get(registry.TAG_TRAINING_CONFIG),
+        },
+        trigger=trigger,
+        validation=dict(validation) if validation is not None else None,
+        status=status,
+        approval={"required": True} if config.require_approval else None,
+        previous_champion=evaluation.get("champion_version_at_eval"),
+    )
+    if existing is not None:
+        record.created_at, record.history = existing.created_at, existing.history
+    uri = _store(client, record)
+    registry.set_alias_verified(client, model_name, registry.CHALLENGER, version)
+    return summary(record, uri, evaluation)
+
+
+def _store(client: Any, record: DecisionRecord) -> str:
+    with registry._step(f"storing the decision record of run {record.source_run_id}", client):
+        uri = store_record(client, record)
+    registry.set_version_tags(
+        client, record.model_name, record.version,
+        {
+            registry.TAG_RECORD_URI: uri,
+            registry.TAG_VERDICT: record.verdict,
+            registry.TAG_REASONS: "; ".join(record.reasons),
+            "mlops.decision_status": record.status,
+        },
+    )  # fmt: skip
+    return uri
+
+
+def _record_uri(client: Any, run_id: str, model_name: str) -> str:
+    with registry._step(f"reading run {run_id}", client):
+        return record_uri(client.get_run(run_id).info.artifact_uri, model_name)
+
+
+def summary(record: DecisionRecord, record_uri: str, evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The small dict a gate task returns (XCom): enough to promote, approve or re-evaluate."""
+    return {
+        "verdict": record.verdict,
+        "status": record.status,
+        "model_name": record.model_name,
+        "version": record.version,
+        "source_run_id": record.source_run_id,
+        "reasons": list(record.reasons),
+        "record_uri": record_uri,
+        "champion_version_at_eval": record.champion_version_at_eval,
+        "require_approval": bool(record.gate.get("require_approval")),
+        "gate": record.gate,
+        "challenger_metrics": record.challenger.get("metrics") or {},
+        "champion_metrics": (record.champion or {}).get("metrics"),
+        "reevaluate": {
+            "challenger": {
+                "run_id": record.source_run_id,
+                "model_uri": record.challenger.get("model_uri") or f"runs:/{record.source_run_id}/model",
+            },
+            "snapshot": (evaluation.get("snapshot") or {}).get("uri"),
+            "split": (evaluation.get("snapshot") or {}).get("split"),
+            "metrics": evaluation.get("metrics_requested"),
+            "slices": evaluation.get("slices_requested") or [],
+        },
+        "markdown": record.to_markdown(),
+    }
+
+
+def _approval(record: DecisionRecord, approval: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Normalise the HITL approval task's result (``chosen_options``, ``responded_by_user``, ...)."""
+    if approval is None:
+        return record.approval
+    chosen = list(approval.get("chosen_options") or [])
+    return {
+        "required": bool(record.gate.get("require_approval")),
+        "approved": chosen == ["Approve"] or approval.get("approved") is True,
+        "by": approval.get("responded_by_user") or approval.get("by"),
+        "at": str(approval.get("responded_at") or approval.get("at") or registry.now_iso()),
+        "chosen_options": chosen,
+    }
+
+
+def promote(
+    settings: TrackingSettings,
+    decision: Mapping[str, Any],
+    *,
+    approval: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    loader: Loader | None = None,
+    reevaluate: bool = True,
+    max_attempts: int = 3,
+) -> dict[str, Any]:
+    """Move ``champion`` to the decided version. Call it serialised per model (one-slot pool).
+
+    Returns ``{"promoted": bool, "status", "version", "champion", "previous_champion",
+    "alias_changes", "reasons", "record_uri"}``. ``promoted`` is False when a re-evaluation
+    against a champion that moved since the decision rejected the challenger. Raises
+    :class:`PromotionRefused` for a failing or unapproved decision, and the registry's errors
+    (unreachable MLflow, unloadable artifacts) with nothing moved.
+    """
+    load = _loader(loader)
+    client = settings.client()
+    model_name, version = decision["model_name"], str(decision["version"])
+    if decision.get("verdict") != "pass":
+        raise PromotionRefused(
+            f"{model_name} v{version}: the gate said {decision.get('verdict')!r} "
+            f"({'; '.join(decision.get('reasons') or [])}); champion not moved"
+        )
+    with registry._step(f"reading the decision record of run {decision['source_run_id']}", client):
+        record = load_record(client, decision["source_run_id"], model_name)
+    if record is None or record.version != version:
+        raise PromotionRefused(
+            f"{model_name} v{version}: no decision record for run {decision['source_run_id']}"
+        )
+    if (
+        record.status == "promoted"
+        and registry.alias_number(client, model_name, registry.CHAMPION) == version
+    ):
+        return _result(record, decision, True, [], _record_uri(client, record.source_run_id, model_name))
+    record.approval = _approval(record, approval)
+    if record.gate.get("require_approval") and not (record.approval or {}).get("approved"):
+        record.status = "rejected"
+        record.reasons = [*record.reasons, "human approval was required and not given"]
+        uri = _store(client, record)
+        raise PromotionRefused(f"{model_name} v{version}: approval required and not given; record {uri}")
+
+    expected = record.champion_version_at_eval
+    verify = lambda uri: load(uri, settings)  # noqa: E731
+    gate = GateConfig.model_validate(record.gate)
+    for _ in range(max_attempts):
+        try:
+            changes = registry.move_champion(
+                client, model_name, version, expected_champion=expected, verify=verify
+            )
+        except registry.ChampionChanged as changed:
+            if not reevaluate or changed.current is None:
+                record.status = "superseded"
+                record.reasons = [*record.reasons, f"refused: {changed}"]
+                _store(client, record)
+                raise PromotionRefused(f"{changed}; re-run the evaluation") from changed
+            evaluation = _reevaluate(settings, decision, changed.current, storage_options, load)
+            result = decide(evaluation, gate)
+            record.history.append(
+                {"at": registry.now_iso(), "event": str(changed), "previous_verdict": record.verdict,
+                 "previous_reasons": record.reasons, "previous_champion": record.champion}
+            )  # fmt: skip
+            record.champion, record.champion_version_at_eval = evaluation["champion"], changed.current
+            record.verdict, record.reasons = result.verdict, [f"re-evaluated: {changed}", *result.reasons]
+            record.checks, record.previous_champion = result.to_dict()["checks"], changed.current
+            if not result.passed:
+                record.status = "rejected"
+                uri = _store(client, record)
+                return _result(record, decision, False, [], uri)
+            expected = changed.current
+            continue
+        record.status = "promoted"
+        if changes:
+            record.alias_changes = [*record.alias_changes, *(asdict(c) for c in changes)]
+        record.previous_champion = expected
+        uri = _store(client, record)
+        return _result(record, decision, True, [asdict(c) for c in changes], uri)
+    raise registry.RegistryError(
+        f"{model_name} v{version}: the champion kept moving during {max_attempts} re-evaluations"
+    )
+
+
+def _reevaluate(
+    settings: TrackingSettings,
+    decision: Mapping[str, Any],
+    champion_version: str,
+    storage_options: Mapping[str, Any] | None,
+    load: Loader,
+) -> dict[str, Any]:
+    from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
+
+    spec = decision.get("reevaluate") or {}
+    if not spec.get("snapshot"):
+        raise PromotionRefused(
+            f"{decision['model_name']}: the champion moved since evaluation and the decision has no "
+            "snapshot to re-evaluate on"
+        )
+    return evaluate_challenger_and_champion(
+        challenger=spec["challenger"],
+        snapshot=spec["snapshot"],
+        split=spec.get("split"),
+        model_name=decision["model_name"],
+        settings=settings,
+        metrics=spec.get("metrics"),
+        slices=spec.get("slices") or [],
+        storage_options=storage_options,
+        champion_version=champion_version,
+        loader=load,
+    )
+
+
+def _result(
+    record: DecisionRecord,
+    decision: Mapping[str, Any],
+    promoted: bool,
+    changes: list[dict[str, Any]],
+    uri: str,
+) -> dict[str, Any]:
+    return {
+        "promoted": promoted,
+        "status": record.status,
+        "model_name": record.model_name,
+        "version": record.version,
+        "champion": record.version if promoted else record.champion_version_at_eval,
+        "previous_champion": record.previous_champion,
+        "alias_changes": changes,
+        "reasons": list(record.reasons),
+        "record_uri": uri,
+        "approval": record.approval,
+    }
+
+
+def rollback_champion(
+    settings: TrackingSettings,
+    model_name: str,
+    *,
+    reason: str,
+    request_id: str,
+    actor: str | None = None,
+    loader: Loader | None = None,
+) -> dict[str, Any]:
+    """Move ``champion`` back to ``previous_champion`` (see :func:`registry.rollback`); returns the record."""
+    load = _loader(loader)
+    client = settings.client()
+    done = registry.rollback(
+        client, model_name, reason=reason, request_id=request_id, actor=actor,
+        verify=lambda uri: load(uri, settings),
+    )  # fmt: skip
+    return done.to_dict()

@@ -1,0 +1,486 @@
+"""The MLflow model registry, used safely under retries, lost responses and concurrent promotions.
+
+What MLflow does not give us, and how this module makes up for it:
+
+* **No idempotent create.** The client retries POSTs, so a lost response can register a version
+  twice. :func:`register_version` first looks for a version tagged ``mlops.source_run_id=<run>``
+  and only creates one (with that tag in the same request) when none exists.
+* **READY means nothing about artifacts.** The open-source registry marks a version READY
+  without looking at its files. :func:`verify_artifacts` downloads and loads the model before
+  any alias is pointed at it.
+* **Aliases are last-writer-wins.** There is no compare-and-set. Promotions of one model are
+  serialised by the caller (an Airflow pool with one slot per registered model, see
+  :mod:`airflow_mlops_provider.operators.promote`); inside that critical section
+  :func:`move_champion` checks that the champion is still the one the decision was made
+  against, moves the aliases and re-reads them, failing loudly if someone else wrote in between.
+
+Every MLflow call runs inside :func:`_step`, which turns transport and server errors into a
+:class:`RegistryUnavailable` naming the step, the model and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+
+TAG_SOURCE_RUN = "mlops.source_run_id"
+TAG_PIPELINE = "mlops.pipeline"
+TAG_SNAPSHOT_URI = "mlops.snapshot_uri"
+TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
+TAG_TRAINING_CONFIG = "mlops.training_config_hash"
+TAG_TRIGGER = "mlops.trigger_cause"
+TAG_RECORD_URI = "mlops.decision_record_uri"
+TAG_VERDICT = "mlops.verdict"
+TAG_REASONS = "mlops.gate_reasons"
+TAG_EVAL_SNAPSHOT = "mlops.eval_snapshot_sha256"
+TAG_PREVIOUS = "mlops.previous_champion_version"
+TAG_VERIFIED = "mlops.artifacts_verified"
+TAG_ROLLED_BACK = "mlops.rolled_back"
+TAG_LAST_ROLLBACK = "mlops.last_rollback"
+RUN_TAGS_COPIED = (TAG_PIPELINE, TAG_SNAPSHOT_URI, TAG_SNAPSHOT_SHA, TAG_TRAINING_CONFIG)
+MAX_TAG_VALUE = 4000
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot go on; the message says what and why."""
+
+
+class RegistryUnavailable(RegistryError):
+    """MLflow did not answer or failed; a retry of the same task can complete the work."""
+
+
+class ArtifactVerificationError(RegistryError):
+    """A model version's artifacts are missing or do not load; no alias was pointed at it."""
+
+
+class ChampionChanged(RegistryError):
+    """The champion moved since the decision was made; the decision must be re-made."""
+
+    def __init__(self, model_name: str, expected: str | None, current: str | None) -> None:
+        self.expected, self.current = expected, current
+        super().__init__(
+            f"champion of {model_name!r} changed since evaluation: it was "
+            f"{_v(expected)} and is now {_v(current)}"
+        )
+
+
+class AliasConflict(RegistryError):
+    """An alias read back differently right after we set it: another writer raced us."""
+
+
+def _v(version: str | None) -> str:
+    return "none" if version is None else f"version {version}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _step(what: str, client: MlflowClient) -> Iterator[None]:
+    """Name the step when MLflow fails (server down, 5xx, timeouts): fail clearly, stay retryable."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except RegistryError:
+        raise
+    except (MlflowException, OSError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
+        raise RegistryUnavailable(
+            f"MLflow at {_display(client)} failed while {what}: {reason}. Nothing after this step was "
+            "changed; retrying the task completes it."
+        ) from err
+
+
+def _display(client: MlflowClient) -> str:
+    from airflow_mlops_provider.core.tracking import strip_userinfo
+
+    return strip_userinfo(str(getattr(client, "_registry_uri", None) or client.tracking_uri))
+
+
+def _not_found(err: Exception) -> bool:
+    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+# --- reading -----------------------------------------------------------------------------------------
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """The version behind ``alias`` (``None`` when the alias or the model does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    with _step(f"reading alias {alias!r} of {model_name!r}", client):
+        try:
+            return client.get_model_version_by_alias(model_name, alias)
+        except MlflowException as err:
+            text = str(err).lower()
+            if _not_found(err) or ("alias" in text and "not found" in text):
+                return None
+            raise
+
+
+def alias_number(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    version = alias_version(client, model_name, alias)
+    return None if version is None else str(version.version)
+
+
+def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    """Every alias of the model and the version it points at."""
+    from mlflow.exceptions import MlflowException
+
+    with _step(f"reading aliases of {model_name!r}", client):
+        try:
+            model = client.get_registered_model(model_name)
+        except MlflowException as err:
+            if _not_found(err):
+                return {}
+            raise
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def get_version(client: MlflowClient, model_name: str, version: str | int) -> ModelVersion:
+    with _step(f"reading {model_name!r} version {version}", client):
+        return client.get_model_version(model_name, str(version))
+
+
+def find_version_by_source_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """The (lowest-numbered) version registered from ``run_id``, found by its source-run tag."""
+    query = f"name = '{_quote(model_name)}' and tag.`{TAG_SOURCE_RUN}` = '{_quote(run_id)}'"
+    with _step(f"looking up the version of {model_name!r} registered from run {run_id}", client):
+        found = client.search_model_versions(query)
+    found = [v for v in found if v.tags.get(TAG_SOURCE_RUN) == run_id]
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+# --- registering -----------------------------------------------------------------------------------
+@dataclass
+class Registration:
+    """The outcome of :func:`register_version`."""
+
+    model_name: str
+    version: str
+    source_run_id: str
+    created: bool
+    source: str
+
+
+def ensure_registered_model(client: MlflowClient, model_name: str, description: str | None = None) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with _step(f"creating registered model {model_name!r}", client):
+        try:
+            client.create_registered_model(model_name, description=description)
+        except MlflowException as err:
+            if getattr(err, "error_code", "") not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+
+
+def _model_source(client: MlflowClient, run_id: str, artifact_path: str) -> tuple[str, str | None]:
+    """The artifact source of ``runs:/<run_id>/<artifact_path>`` and its MLflow 3 logged-model id."""
+    run = client.get_run(run_id)
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"name = '{_quote(artifact_path)}' AND source_run_id = '{_quote(run_id)}'",
+    )
+    if models:
+        newest = max(models, key=lambda m: m.creation_timestamp or 0)
+        return f"models:/{newest.model_id}", newest.model_id
+    return f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}", None
+
+
+def register_version(
+    client: MlflowClient,
+    model_name: str,
+    run_id: str,
+    *,
+    artifact_path: str = "model",
+    tags: dict[str, str] | None = None,
+    ready_timeout_s: float = 300,
+) -> Registration:
+    """Register the model of run ``run_id`` once: an existing version with its source-run tag is reused.
+
+    The run's ``mlops.*`` tags (pipeline, training snapshot, training config hash) are copied onto
+    the version along with ``tags``. On reuse, missing tags are filled in; nothing else changes.
+    """
+    ensure_registered_model(client, model_name)
+    existing = find_version_by_source_run(client, model_name, run_id)
+    with _step(f"reading run {run_id}", client):
+        run_tags = client.get_run(run_id).data.tags
+    all_tags = {k: run_tags[k] for k in RUN_TAGS_COPIED if run_tags.get(k)}
+    all_tags.update({k: _clip(v) for k, v in (tags or {}).items() if v is not None})
+    all_tags[TAG_SOURCE_RUN] = run_id
+    if existing is not None:
+        with _step(f"tagging {model_name!r} version {existing.version}", client):
+            for key, value in all_tags.items():
+                if existing.tags.get(key) != value and key not in (TAG_RECORD_URI, TAG_VERDICT, TAG_REASONS):
+                    client.set_model_version_tag(model_name, existing.version, key, value)
+        wait_until_ready(client, model_name, existing.version, ready_timeout_s)
+        return Registration(model_name, str(existing.version), run_id, False, existing.source)
+    with _step(f"resolving the model artifacts of run {run_id}", client):
+        source, model_id = _model_source(client, run_id, artifact_path)
+    with _step(f"registering run {run_id} as a new version of {model_name!r}", client):
+        created = client.create_model_version(
+            model_name, source, run_id=run_id, tags=all_tags, model_id=model_id, await_creation_for=0
+        )
+    # A lost response makes MLflow's client POST again: settle on the lowest version with our tag.
+    winner = _drop_duplicates(client, model_name, run_id) or created
+    wait_until_ready(client, model_name, winner.version, ready_timeout_s)
+    return Registration(model_name, str(winner.version), run_id, True, winner.source)
+
+
+def _drop_duplicates(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """Keep the lowest version registered from ``run_id``; delete later copies no alias points at."""
+    query = f"name = '{_quote(model_name)}' and tag.`{TAG_SOURCE_RUN}` = '{_quote(run_id)}'"
+    with _step(f"looking up versions of {model_name!r} registered from run {run_id}", client):
+        found = sorted(
+            (v for v in client.search_model_versions(query) if v.tags.get(TAG_SOURCE_RUN) == run_id),
+            key=lambda v: int(v.version),
+        )
+    if len(found) < 2:
+        return found[0] if found else None
+    aliased = set(aliases(client, model_name).values())
+    for duplicate in found[1:]:
+        if str(duplicate.version) not in aliased:
+            with _step(f"deleting duplicate {model_name!r} version {duplicate.version}", client):
+                client.delete_model_version(model_name, duplicate.version)
+    return found[0]
+
+
+def wait_until_ready(client: MlflowClient, model_name: str, version: str | int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = get_version(client, model_name, version).status
+        if status == "READY":
+            return
+        if status == "FAILED_REGISTRATION":
+            raise RegistryError(f"{model_name!r} version {version} failed registration in MLflow")
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{model_name!r} version {version} not READY after {timeout_s:.0f}s ({status})"
+            )
+        time.sleep(0.5)
+
+
+def _clip(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= MAX_TAG_VALUE else text[: MAX_TAG_VALUE - 3] + "..."
+
+
+def set_version_tags(client: MlflowClient, model_name: str, version: str, tags: dict[str, Any]) -> None:
+    with _step(f"tagging {model_name!r} version {version}", client):
+        for key, value in tags.items():
+            if value is not None:
+                client.set_model_version_tag(model_name, version, key, _clip(value))
+
+
+# --- verification --------------------------------------------------------------------------------
+Verifier = Callable[[str], Any]
+
+
+def verify_artifacts(client: MlflowClient, model_name: str, version: str, load: Verifier) -> None:
+    """Load ``models:/<name>/<version>`` with ``load``; raise :class:`ArtifactVerificationError` if it fails.
+
+    ``load`` takes a model URI (for tabular models: ``model_io.load_model`` bound to the settings).
+    A server outage during the download is reported as :class:`RegistryUnavailable` instead, so
+    the task is retried rather than the version blamed.
+    """
+    from mlflow.exceptions import MlflowException
+
+    uri = f"models:/{model_name}/{version}"
+    try:
+        load(uri)
+    except (MlflowException, OSError) as err:
+        if _looks_unreachable(err):
+            with _step(f"downloading the artifacts of {uri}", client):
+                raise
+        raise ArtifactVerificationError(
+            f"{uri}: the model's artifacts are missing or unreadable ({_first_line(err)}); "
+            "no alias was pointed at it"
+        ) from err
+    except Exception as err:
+        raise ArtifactVerificationError(
+            f"{uri}: the model's artifacts do not load ({_first_line(err)}); no alias was pointed at it"
+        ) from err
+
+
+def _looks_unreachable(err: BaseException) -> bool:
+    import requests
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+        text = str(seen)
+        if "Max retries exceeded" in text or "Connection refused" in text or "status code 5" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+# --- aliases -----------------------------------------------------------------------------------------
+def set_alias_verified(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version`` and read it back; :class:`AliasConflict` when it reads differently."""
+    with _step(f"setting alias {alias!r} of {model_name!r} to version {version}", client):
+        client.set_registered_model_alias(model_name, alias, str(version))
+    seen = alias_number(client, model_name, alias)
+    if seen != str(version):
+        raise AliasConflict(
+            f"alias {alias!r} of {model_name!r} reads {_v(seen)} right after it was set to version "
+            f"{version}: another writer changed it concurrently. Promotions of one model must be "
+            "serialised (one-slot pool per model)"
+        )
+
+
+def delete_alias(client: MlflowClient, model_name: str, alias: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with _step(f"deleting alias {alias!r} of {model_name!r}", client):
+        try:
+            client.delete_registered_model_alias(model_name, alias)
+        except MlflowException as err:
+            if not _not_found(err):
+                raise
+
+
+@dataclass
+class AliasChange:
+    alias: str
+    before: str | None
+    after: str | None
+    at: str = field(default_factory=now_iso)
+
+
+def move_champion(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    *,
+    expected_champion: str | None,
+    verify: Verifier,
+) -> list[AliasChange]:
+    """Make ``version`` champion, keeping the old one as ``previous_champion``. Run it serialised per model.
+
+    * champion already ``version`` (a retry after success): nothing changes, returns ``[]``.
+    * champion differs from ``expected_champion``: raises :class:`ChampionChanged`, nothing changes.
+    * artifacts of ``version`` do not load: raises :class:`ArtifactVerificationError`, nothing changes.
+
+    Order: tag the version with the champion it replaces, point ``previous_champion`` at the old
+    champion, then ``champion`` at the new one, re-reading each alias. A crash anywhere leaves
+    ``champion`` on a verified version and a retry finishes the move.
+    """
+    version = str(version)
+    current = alias_number(client, model_name, CHAMPION)
+    if current == version:
+        return []
+    if current != (None if expected_champion is None else str(expected_champion)):
+        raise ChampionChanged(model_name, expected_champion, current)
+    verify_artifacts(client, model_name, version, verify)
+    set_version_tags(client, model_name, version, {TAG_PREVIOUS: current or "", TAG_VERIFIED: now_iso()})
+    changes = []
+    if current is not None:
+        before = alias_number(client, model_name, PREVIOUS_CHAMPION)
+        set_alias_verified(client, model_name, PREVIOUS_CHAMPION, current)
+        changes.append(AliasChange(PREVIOUS_CHAMPION, before, current))
+    set_alias_verified(client, model_name, CHAMPION, version)
+    changes.append(AliasChange(CHAMPION, current, version))
+    return changes
+
+
+# --- rollback ----------------------------------------------------------------------------------------
+@dataclass
+class Rollback:
+    """What a rollback did (stored as JSON in the registered model's ``mlops.last_rollback`` tag)."""
+
+    model_name: str
+    request_id: str
+    from_version: str
+    to_version: str
+    reason: str
+    actor: str | None
+    at: str
+    previous_champion_after: str | None
+    alias_changes: list[dict[str, Any]]
+    repeated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollback(
+    client: MlflowClient,
+    model_name: str,
+    *,
+    reason: str,
+    request_id: str,
+    verify: Verifier,
+    actor: str | None = None,
+) -> Rollback:
+    """Move ``champion`` back to ``previous_champion``, recording why. Run it serialised per model.
+
+    ``previous_champion`` then points at the version that one had replaced (from its
+    ``mlops.previous_champion_version`` tag), or is removed, so a second rollback steps further
+    back instead of flipping between two versions. A retry with the same ``request_id`` finishes
+    or repeats nothing.
+    """
+    if not reason or not reason.strip():
+        raise ValueError("a rollback needs a reason; it is recorded on the model")
+    with _step(f"reading {model_name!r}", client):
+        model_tags = client.get_registered_model(model_name).tags
+    last = json.loads(model_tags.get(TAG_LAST_ROLLBACK) or "{}")
+    champion = alias_number(client, model_name, CHAMPION)
+    if last.get("request_id") == request_id and champion == last.get("to_version"):
+        _finish_rollback(client, model_name, last)
+        return Rollback(**{**last, "repeated": True})
+    if champion is None:
+        raise RegistryError(f"{model_name!r} has no champion: nothing to roll back")
+    target = alias_number(client, model_name, PREVIOUS_CHAMPION)
+    if target is None:
+        raise RegistryError(
+            f"{model_name!r} has no {PREVIOUS_CHAMPION!r} alias: champion version {champion} has no "
+            "predecessor to roll back to"
+        )
+    verify_artifacts(client, model_name, target, verify)
+    before_previous = get_version(client, model_name, target).tags.get(TAG_PREVIOUS) or None
+    record = Rollback(
+        model_name, request_id, champion, target, reason.strip(), actor, now_iso(), before_previous,
+        alias_changes=[
+            asdict(AliasChange(CHAMPION, champion, target)),
+            asdict(AliasChange(PREVIOUS_CHAMPION, target, before_previous)),
+        ],
+    )  # fmt: skip
+    payload = {k: v for k, v in record.to_dict().items() if k != "repeated"}
+    with _step(f"recording the rollback on {model_name!r}", client):
+        client.set_registered_model_tag(model_name, TAG_LAST_ROLLBACK, _clip(payload))
+    set_alias_verified(client, model_name, CHAMPION, target)
+    _finish_rollback(client, model_name, payload)
+    return record
+
+
+def _finish_rollback(client: MlflowClient, model_name: str, record: dict[str, Any]) -> None:
+    after = record.get("previous_champion_after")
+    if after:
+        set_alias_verified(client, model_name, PREVIOUS_CHAMPION, after)
+    else:
+        delete_alias(client, model_name, PREVIOUS_CHAMPION)
+    note = {k: record[k] for k in ("reason", "actor", "at", "request_id", "to_version")}
+    set_version_tags(client, model_name, record["from_version"], {TAG_ROLLED_BACK: note})

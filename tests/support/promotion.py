@@ -1,0 +1,200 @@
+"""Helpers for the evaluation/promotion tests: data, real TabularModels, logged runs, a fault proxy.
+
+Models are real :class:`TabularModel` instances fitted in-process (a few dozen Adam steps) and
+logged with ``model_io.log_model`` to the real MLflow server. ``quality`` controls how good a
+model is: labels are flipped for that share of the training rows, so a lower ``noise`` gives a
+strictly better model on the clean held-out split.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from airflow_mlops_provider.core.model_io import log_model
+from airflow_mlops_provider.core.snapshot import write_snapshot
+from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.tabular_model import TabularModel
+from airflow_mlops_provider.core.tracking import TrackingSettings, ensure_experiment
+from tests.support.services import free_port
+
+
+def make_frame(rows: int, seed: int) -> pd.DataFrame:
+    """Binary classification: ``y`` depends on ``x1``, ``x2`` and the ``region`` slice column."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=rows),
+            "x2": rng.normal(size=rows),
+            "region": rng.choice(["eu", "us", "apac"], rows),
+        }
+    )
+    shift = frame["region"].map({"eu": 0.3, "us": -0.3, "apac": 0.0})
+    frame["y"] = (frame["x1"] + 0.7 * frame["x2"] + shift > 0).astype(int)
+    return frame
+
+
+def fit_model(train: pd.DataFrame, noise: float, seed: int = 0, steps: int = 60) -> TabularModel:
+    """A classifier trained on ``train`` with a share ``noise`` of its labels flipped."""
+    rng = np.random.default_rng(seed + 1000)
+    noisy = train.copy()
+    flip = rng.random(len(noisy)) < noise
+    noisy.loc[flip, "y"] = 1 - noisy.loc[flip, "y"]
+    model = TabularModel.fit_preprocessing(noisy, "y", hidden=(8,))
+    torch.manual_seed(seed)
+    optimiser = torch.optim.Adam(model.network.parameters(), lr=0.05)
+    features, target = model.encode_features(noisy), model.encode_target(noisy)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model.network(features), target).backward()
+        optimiser.step()
+    return model
+
+
+def log_run(
+    settings: TrackingSettings,
+    experiment: str,
+    model: TabularModel,
+    example: pd.DataFrame,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Log ``model`` in a new run (as the training task would); returns the run id."""
+    import mlflow
+
+    settings.apply()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = settings.client()
+    experiment_id = ensure_experiment(client, experiment)
+    run = client.create_run(experiment_id, tags=tags or {})
+    with mlflow.start_run(run_id=run.info.run_id):
+        log_model(model, example.drop(columns=["y"]))
+    return run.info.run_id
+
+
+def write_eval_snapshot(root: Path, test: pd.DataFrame, train: pd.DataFrame | None = None) -> dict[str, Any]:
+    """A split snapshot (``train``/``test``) under ``root``; returns its reference dict."""
+    tables = {"test": pa.Table.from_pandas(test, preserve_index=False)}
+    if train is not None:
+        tables["train"] = pa.Table.from_pandas(train, preserve_index=False)
+    return write_snapshot(tables, Location(root.as_uri()), "promo").to_dict()
+
+
+@dataclass
+class Models:
+    """Three logged runs of one pipeline: a baseline champion, a better and a worse challenger."""
+
+    settings: TrackingSettings
+    snapshot: dict[str, Any]
+    baseline: str
+    better: str
+    worse: str
+    broken: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def challenger(self, run_id: str) -> dict[str, Any]:
+        return {"run_id": run_id, "model_uri": f"runs:/{run_id}/model"}
+
+
+def log_models(settings: TrackingSettings, root: Path) -> Models:
+    """Fit and log the three models once; the held-out split goes into a snapshot under ``root``."""
+    train, test = make_frame(400, seed=1), make_frame(300, seed=2)
+    experiment = f"promotion-{uuid.uuid4().hex[:8]}"
+    tags = {
+        "mlops.pipeline": "promo",
+        "mlops.snapshot_sha256": "feed" * 16,
+        "mlops.snapshot_uri": "file:///x",
+    }
+    runs = {
+        name: log_run(settings, experiment, fit_model(train, noise, seed=i), train, tags)
+        for i, (name, noise) in enumerate({"baseline": 0.25, "better": 0.0, "worse": 0.42}.items())
+    }
+    return Models(settings, write_eval_snapshot(root, test, train), **runs)
+
+
+def new_model_name(prefix: str = "promo") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --- a fault-injecting HTTP proxy in front of the MLflow server -----------------------------------
+Rule = Callable[[str, str, bytes], str | None]
+"""Called with (method, path, body) per request; returns None (forward), "drop" (forward, then
+close the connection without answering: a lost response) or "refuse" (close without forwarding)."""
+
+
+class FaultProxy:
+    """Forwards HTTP to ``upstream`` (host, port); ``rule`` decides which responses are lost."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.rule: Rule = lambda method, path, body: None
+        self.seen: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.seen.append((self.command, self.path))
+                action = proxy.rule(self.command, self.path, body)
+                if action == "refuse":
+                    self.close_connection = True
+                    return
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                    }
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    payload = response.read()
+                except OSError:
+                    self.close_connection = True
+                    return
+                if action == "drop":
+                    self.close_connection = True
+                    return
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def fault_proxy(upstream_url: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(int(upstream_url.rsplit(":", 1)[1]))
+    proxy.thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()

@@ -56,3 +56,9 @@ def celery_airflow(
         env |= celery_env(db_url)
         with airflow_stack(session_dir / "celery-airflow", live_dags_folder, db_url, env) as stack:
             yield stack
+
+
+@pytest.fixture(scope="session")
+def probe_dags(live_dags_folder: Path) -> None:
+    """Small DAGs that exercise the deployment itself (connections, asset events over REST)."""
+    shutil.copy(Path(__file__).parent / "dags" / "live_probe.py", live_dags_folder / "live_probe.py")

@@ -5,41 +5,9 @@ Airflow is driven only through its REST API, as a user or an upstream system wou
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PROBE_DAGS = """
-from airflow.sdk import DAG, Asset, task
-
-new_data = Asset("mlops-live-probe://new-data")
-
-with DAG("live_probe_mlflow", schedule=None, tags=["test"]) as mlflow_probe:
-    @task
-    def log_run() -> str:
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
-
-        hook = MlflowHook()
-        experiment_id = hook.client.create_experiment("live-probe") if hook.client.get_experiment_by_name(
-            "live-probe") is None else hook.client.get_experiment_by_name("live-probe").experiment_id
-        return hook.client.create_run(experiment_id).info.run_id
-
-    log_run()
-
-with DAG("live_probe_consumer", schedule=[new_data], tags=["test"]) as consumer:
-    @task
-    def read_events(*, triggering_asset_events=None) -> list:
-        return [event.extra for event in triggering_asset_events[new_data]]
-
-    read_events()
-"""
-
-
-@pytest.fixture(scope="module")
-def probe_dags(live_dags_folder):
-    (live_dags_folder / "live_probe.py").write_text(textwrap.dedent(PROBE_DAGS))
 
 
 def test_a_task_on_the_live_deployment_uses_the_mlflow_connection(live_airflow, probe_dags, mlflow_server):

@@ -28,10 +28,10 @@ from tests.support.promotion import (
     Models,
     fault_proxy,
     fit_model,
-    log_models,
     log_run,
     make_frame,
     new_model_name,
+    shared_models,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,7 @@ GATE = {"thresholds": {"accuracy": 0.6}, "primary_metric": "roc_auc", "max_regre
 
 @pytest.fixture(scope="module")
 def models(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Models:
-    settings = TrackingSettings(tracking_uri=mlflow_server)
-    return log_models(settings, tmp_path_factory.mktemp("promotion-snapshots"))
+    return shared_models(mlflow_server, tmp_path_factory.getbasetemp() / "promotion-snapshots")
 
 
 def evaluate(models: Models, run_id: str, name: str, settings: TrackingSettings | None = None) -> dict:

@@ -86,8 +86,6 @@ def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
 
 def category_counts(column: pa.ChunkedArray) -> tuple[dict[str, int], int]:
     """Counts per category (as strings) and the number of missing values (nulls)."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
     missing = int(column.null_count)
     counts = pc.value_counts(column)
     values = counts.field("values").to_pylist()

@@ -94,37 +94,49 @@ def merged_ks_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tup
     """
     n, m = ref_sorted.size, cur_sorted.size
     ref_le = np.searchsorted(ref_sorted, cur_sorted, side="right")
-    gap_cur = _max_gap(ref_le, m, n, cur_sorted)
+    gap_cur, shared = _max_gap(ref_le, m, n, cur_sorted, ref_sorted)
     # #cur <= ref[i] = #{j: #ref < cur[j] <= i}; only values present in both samples need the
     # strict count (a second search), continuous data reuses the first one.
-    ref_lt = ref_le
-    # ref_le == 0 clips to ref[0] > cur[j]: never equal, so no mask is needed
-    if np.any(ref_sorted.take(ref_le - 1, mode="clip") == cur_sorted):
-        ref_lt = np.searchsorted(ref_sorted, cur_sorted, side="left")
-    cur_le = np.cumsum(np.bincount(ref_lt, minlength=n + 1)[:n])
+    ref_lt = np.searchsorted(ref_sorted, cur_sorted, side="left") if shared else ref_le
+    cur_le = np.bincount(ref_lt, minlength=n + 1)[:n]
     del ref_lt, ref_le
-    gap_ref = _max_gap(cur_le, n, m, ref_sorted)
+    np.cumsum(cur_le, out=cur_le)
+    gap_ref, _ = _max_gap(cur_le, n, m, ref_sorted)
     d = max(gap_cur, gap_ref) / (float(n) * float(m))
     return d, quantile_wasserstein(ref_sorted, cur_sorted)
 
 
-_CHUNK = 1 << 16
+_CHUNK = 1 << 15
 
 
-def _max_gap(other_le: np.ndarray, own_n: int, other_n: int, own_sorted: np.ndarray) -> int:
+def _max_gap(
+    other_le: np.ndarray,
+    own_n: int,
+    other_n: int,
+    own_sorted: np.ndarray,
+    other_sorted: np.ndarray | None = None,
+) -> tuple[int, bool]:
     """max over the own sample's run ends k of |other_le[k] * own_n - (k + 1) * other_n|.
 
+    With ``other_sorted``, also whether any own value equals a value of the other sample.
     Worked through in cache-sized chunks: large temporaries cost more in page faults than in
     arithmetic.
     """
     best = 0
+    shared = False
     size = own_sorted.size
+    steps = np.arange(1, _CHUNK + 1, dtype=np.int64) * other_n
     for start in range(0, size, _CHUNK):
         stop = min(start + _CHUNK, size)
-        gap = other_le[start:stop] * own_n
-        gap -= np.arange((start + 1) * other_n, (stop + 1) * other_n, other_n, dtype=np.int64)
-        np.abs(gap, out=gap)
+        le = other_le[start:stop]
         values = own_sorted[start:stop]
+        if other_sorted is not None and not shared:
+            # other_le == 0 maps to other[0], which is then greater than the value: never equal
+            shared = bool(np.any(other_sorted[np.maximum(le - 1, 0)] == values))
+        gap = le * own_n
+        gap -= steps[: stop - start]
+        gap -= start * other_n
+        np.abs(gap, out=gap)
         following = own_sorted[start + 1 : stop + 1]
         if following.size < values.size:  # the last value of the sample always ends a run
             following = np.append(following, np.inf if values[-1] != np.inf else -np.inf)
@@ -133,7 +145,7 @@ def _max_gap(other_le: np.ndarray, own_n: int, other_n: int, own_sorted: np.ndar
             gap = gap[ends]
         if gap.size:
             best = max(best, int(gap.max()))
-    return best
+    return best, shared
 
 
 def quantile_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
@@ -168,9 +180,10 @@ def compare_numeric(
     edges: np.ndarray,
     ref_bin_counts: np.ndarray,
     test: str = "ks",
+    assume_sorted: bool = False,
 ) -> NumericComparison:
-    """Compare a sorted reference (no NaN) with current values (no NaN, any order)."""
-    cur_sorted = np.sort(cur)
+    """Compare a sorted reference (no NaN) with current values (no NaN; sorted if ``assume_sorted``)."""
+    cur_sorted = cur if assume_sorted else np.sort(cur)
     n, m = ref_sorted.size, cur_sorted.size
     d, w = merged_ks_wasserstein(ref_sorted, cur_sorted)
     p = ks_pvalue(d, n, m, ref_sorted, cur_sorted)

@@ -20,27 +20,32 @@ rollback_<name>  (manual, with a ``reason`` param)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airflow_mlops_provider.factory import docs
 from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
-from airflow_mlops_provider.factory.config import PipelineConfig
 from airflow_mlops_provider.factory.notify import notifier
+from airflow_mlops_provider.factory.plan import View, as_view
 from airflow_mlops_provider.factory.tasks import ChampionCheckOperator, TriggerCauseOperator
 
+if TYPE_CHECKING:
+    from airflow_mlops_provider.factory.config import PipelineConfig
 
-def build_pipeline(config: PipelineConfig, source: str | None = None) -> dict[str, DAG]:
-    """Build every DAG of one pipeline; keys are the DAG ids."""
+
+def build_pipeline(config: PipelineConfig | Mapping[str, Any], source: str | None = None) -> dict[str, DAG]:
+    """Build every DAG of one pipeline (a validated config, or its plan); keys are the DAG ids."""
+    config = as_view(config.plan() if hasattr(config, "plan") else config)
     dags = [build_retrain_dag(config, source), build_rollback_dag(config, source)]
     if config.monitoring is not None:
         dags.append(build_monitor_dag(config, source))
     return {dag.dag_id: dag for dag in dags}
 
 
-def retrain_schedule(config: PipelineConfig) -> Any:
+def retrain_schedule(config: View) -> Any:
     """``AssetOrTimeSchedule(cron, new_data | drift)``, or the part of it that is configured."""
     triggers = config.triggers
     assets = []
@@ -61,7 +66,7 @@ def retrain_schedule(config: PipelineConfig) -> Any:
     return timetable
 
 
-def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+def build_retrain_dag(config: View, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.evaluate import EvaluateOperator
     from airflow_mlops_provider.operators.ingest import IngestOperator
     from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator
@@ -74,6 +79,7 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         dag_id=f"retrain_{config.name}",
         schedule=retrain_schedule(config),
         max_active_runs=1,
+        auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "retrain"),
         doc_md=docs.retrain_dag(config, source),
@@ -93,7 +99,7 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             task_id="ingest",
             source=data.source.resolved,
             format=data.source.format,
-            split=data.split.model_dump(exclude_none=True),
+            split=dict(data.split.options),
             chunk_rows=data.chunk_rows,
             aws_conn_id=data.source.aws_conn_id or config.aws_conn_id,
             outlets=[snapshot_asset(config)],
@@ -111,7 +117,7 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         validate = ValidateOperator(
             task_id="validate",
             snapshot=ingest.output,
-            suite=config.validation.suite,
+            suite=config.validation["suite"],
             split=config.validation.split,
             mode=config.validation.mode,
             builtin_checks=config.validation.builtin_checks,
@@ -119,15 +125,15 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             doc_md=docs.TASKS["validate"],
             **common,
         )
-        best = _training(config, ingest, common)
+        train, best = _training(config, ingest, common)
         evaluate = EvaluateOperator(
             task_id="evaluate",
             challenger=best.output,
             snapshot=ingest.output,
             split=config.evaluation.split,
             model_name=config.registered_model_name,
-            metrics=config.evaluation.metrics,
-            slices=list(config.evaluation.slices),
+            metrics=config.evaluation["metrics"],
+            slices=list(config.evaluation["slices"]),
             mlflow_conn_id=config.mlflow_conn_id,
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["evaluate"],
@@ -135,13 +141,13 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         gate = GateOperator(
             task_id="gate",
             evaluation=evaluate.output,
-            gate=config.gate_settings(),
+            gate=dict(config.gate_settings),
             trigger=cause.output,
             validation=validate.output,
             pipeline=config.name,
             model_name=config.registered_model_name,
             mlflow_conn_id=config.mlflow_conn_id,
-            on_fail=config.gate.get("on_fail", "skip"),
+            on_fail=config.gate_on_fail,
             doc_md=docs.TASKS["gate"],
         )
         last = gate
@@ -162,13 +168,17 @@ def build_retrain_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             on_success_callback=notifier(config.name, "promotion", config.notifications.on_promotion),
             doc_md=docs.TASKS["promote"],
         )
-        cause >> ingest >> check >> validate >> best
+        cause >> ingest >> check >> validate >> train
+        if best is not train:
+            train >> best
+        best >> evaluate >> gate
+        [cause, validate] >> gate
         last >> promote
     return dag
 
 
-def _training(config: PipelineConfig, ingest: Any, common: dict[str, str]) -> Any:
-    """One training task, or a task mapped over the grid followed by ``select_best``."""
+def _training(config: View, ingest: Any, common: dict[str, str]) -> tuple[Any, Any]:
+    """One training task, or a task mapped over the grid followed by ``select_best`` (first, last)."""
     from airflow_mlops_provider.operators.train import SelectBestRunOperator, TorchrunTrainOperator
 
     training = config.training
@@ -184,22 +194,24 @@ def _training(config: PipelineConfig, ingest: Any, common: dict[str, str]) -> An
     )
     if training.resources.pool:
         kwargs.update(pool=training.resources.pool, pool_slots=training.resources.pool_slots)
-    points = training.grid_points()
+    points = training.grid_points
     if len(points) == 1:
-        return TorchrunTrainOperator(task_id="train", hyperparameters=points[0], **kwargs)
+        train = TorchrunTrainOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
+        return train, train
     if training.max_parallel:
         kwargs["max_active_tis_per_dagrun"] = training.max_parallel
     train = TorchrunTrainOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
-    return SelectBestRunOperator(
+    best = SelectBestRunOperator(
         task_id="select_best",
         results=train.output,
         metric=training.resolved_select_metric,
         mode=training.select_mode,
         doc_md=docs.TASKS["select_best"],
     )
+    return train, best
 
 
-def training_arguments(config: PipelineConfig) -> dict[str, Any]:
+def training_arguments(config: View) -> dict[str, Any]:
     """The training operator's arguments that define *what* is trained (hashed for the skip check)."""
     training = config.training
     resources = training.resources
@@ -220,13 +232,13 @@ def training_arguments(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
-def training_jobs(config: PipelineConfig) -> list[dict[str, Any]]:
+def training_jobs(config: View) -> list[dict[str, Any]]:
     """The training arguments of every grid point (hashed at run time by the skip check)."""
     base = {**training_arguments(config), **_common(config)}
-    return [{**base, "hyperparameters": point} for point in config.training.grid_points()]
+    return [{**base, "hyperparameters": point} for point in config.training.grid_points]
 
 
-def build_monitor_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+def build_monitor_dag(config: View, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.drift import DriftOperator
     from airflow_mlops_provider.operators.ingest import IngestOperator
     from airflow_mlops_provider.operators.score import BatchScoreOperator
@@ -239,6 +251,7 @@ def build_monitor_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         dag_id=f"monitor_{config.name}",
         schedule=_cron(monitoring.schedule) if monitoring.schedule else None,
         max_active_runs=1,
+        auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "monitor"),
         doc_md=docs.monitor_dag(config, source),
@@ -290,19 +303,20 @@ def build_monitor_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             doc_md=docs.TASKS["detect_drift"],
             **common,
         )
-        guard >> ingest
+        guard >> ingest >> drift
         if score is not None:
             ingest >> score >> drift
     return dag
 
 
-def build_rollback_dag(config: PipelineConfig, source: str | None = None) -> DAG:
+def build_rollback_dag(config: View, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.promote import RollbackOperator
 
     dag = DAG(
         dag_id=f"rollback_{config.name}",
         schedule=None,
         max_active_runs=1,
+        auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "rollback"),
         doc_md=docs.rollback_dag(config, source),
@@ -331,15 +345,15 @@ def _cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC")
 
 
-def _common(config: PipelineConfig) -> dict[str, str]:
+def _common(config: View) -> dict[str, str]:
     return {"pipeline": config.name, "artifact_root": config.artifact_root}
 
 
-def _tags(config: PipelineConfig, kind: str) -> list[str]:
+def _tags(config: View, kind: str) -> list[str]:
     return list(dict.fromkeys(["mlops", kind, f"pipeline:{config.name}", *config.tags]))
 
 
-def _default_args(config: PipelineConfig, timeout: float | None = None) -> dict[str, Any]:
+def _default_args(config: View, timeout: float | None = None) -> dict[str, Any]:
     defaults = config.defaults
     args: dict[str, Any] = {
         "owner": config.owner,

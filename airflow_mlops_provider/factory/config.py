@@ -8,10 +8,12 @@ when the file is loaded, before validation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import re
+import sys
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -293,12 +295,29 @@ def _gate(value: Any) -> Any:
 
 def _drift(value: Any) -> Any:
     """Validate drift settings with the drift check's own schema, naming sub-fields."""
-    from airflow_mlops_provider.core.drift.config import DriftConfig
-
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping of drift settings, got {value!r}")
-    _check_with(DriftConfig, value)
+    _check_with(_drift_schema(), value)
     return value
+
+
+@functools.cache
+def _drift_schema() -> type[BaseModel]:
+    """``core/drift/config.py``'s DriftConfig, loaded from its file without the ``core.drift`` package.
+
+    The package's ``__init__`` imports the drift engine (numpy, pyarrow), which must not happen
+    in the dag-processor (DESIGN.md rule 1); the schema module itself needs only pydantic. It is
+    loaded under a private name, so the real module is untouched.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "core" / "drift" / "config.py"
+    spec = importlib.util.spec_from_file_location("_mlops_drift_config_schema", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the postponed annotations through it
+    spec.loader.exec_module(module)
+    return module.DriftConfig
 
 
 def _check_with(model: type[BaseModel], value: dict[str, Any]) -> None:
@@ -492,6 +511,41 @@ class PipelineConfig(Strict):
         """Short hash of the whole config (shown in the DAG docs, changes with any edit)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def plan(self) -> dict[str, Any]:
+        """The validated config as plain JSON, plus every derived value the DAG builder reads.
+
+        The builder works from this plan only, so a cached plan builds the DAGs without the
+        schema (see :mod:`airflow_mlops_provider.factory.plan`).
+        """
+        plan = self.model_dump(mode="json")
+        plan.update(
+            registered_model_name=self.registered_model_name,
+            experiment_name=self.experiment_name,
+            primary_metric=self.primary_metric,
+            metric_mode=self.metric_mode,
+            gate_settings=self.gate_settings(),
+            gate_on_fail=self.gate.get("on_fail", "skip"),
+            fingerprint=self.fingerprint(),
+        )
+        _source_plan(plan["data"]["source"], self.data.source)
+        plan["data"]["split"]["names"] = self.data.split.names
+        plan["data"]["split"]["options"] = self.data.split.model_dump(mode="json", exclude_none=True)
+        if self.monitoring is not None:
+            _source_plan(plan["monitoring"]["source"], self.monitoring.source)
+        training = plan["training"]
+        training.update(
+            grid_points=self.training.grid_points(),
+            resolved_entry_point=self.training.resolved_entry_point,
+            resolved_select_metric=self.training.resolved_select_metric,
+            select_mode=self.training.select_mode,
+        )
+        return plan
+
+
+def _source_plan(plan: dict[str, Any], source: Source) -> None:
+    plan["resolved"] = source.resolved
+    plan["base_uri"] = source.base_uri
 
 
 def _join(base: str, part: str) -> str:

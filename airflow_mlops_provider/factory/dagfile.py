@@ -17,8 +17,7 @@ from typing import Any
 from airflow.sdk import DAG, get_parsing_context
 
 from airflow_mlops_provider.factory.builder import build_pipeline
-from airflow_mlops_provider.factory.config import PipelineConfig
-from airflow_mlops_provider.factory.loader import ConfigError, load_pipeline
+from airflow_mlops_provider.factory.plan import load_plan
 
 BROKEN_DAG_ID = "mlops_invalid_pipeline_configs"
 DAG_KINDS = ("retrain", "monitor", "rollback")
@@ -58,12 +57,12 @@ def load_dags(folder: str | os.PathLike[str], pattern: str = "*.yaml") -> dict[s
     for path in sorted(folder.glob(pattern)):
         label = _label(path, folder)
         try:
-            config = load_pipeline(path)
-        except ConfigError as exc:
-            errors[label] = str(exc).replace(str(path), label, 1)
-            continue
+            config = load_plan(path)
         except OSError as exc:
             errors[label] = f"{label}: cannot read: {exc}"
+            continue
+        except ValueError as exc:  # ConfigError: names the file, the field and the expectation
+            errors[label] = str(exc).replace(str(path), label, 1)
             continue
         if config.name in owners:
             first = _label(owners[config.name], folder)
@@ -81,8 +80,8 @@ def load_dags(folder: str | os.PathLike[str], pattern: str = "*.yaml") -> dict[s
     return dags
 
 
-def dag_ids(config: PipelineConfig) -> list[str]:
-    """The DAG ids a config produces."""
+def dag_ids(config: Any) -> list[str]:
+    """The DAG ids a config (plan) produces."""
     kinds = DAG_KINDS if config.monitoring is not None else ("retrain", "rollback")
     return [f"{kind}_{config.name}" for kind in kinds]
 

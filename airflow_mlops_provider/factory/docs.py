@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from airflow_mlops_provider.factory.config import PipelineConfig
+PipelineConfig = Any  # a plan View (see factory.plan): attribute access over the validated config
 
 TASKS: dict[str, str] = {
     "trigger_cause": "Records why this run started (schedule, new data, drift or manual) and the asset "
@@ -40,7 +41,7 @@ def _header(config: PipelineConfig, title: str, source: str | None) -> list[str]
     if config.description:
         lines += [config.description, ""]
     lines += [
-        f"* **pipeline**: `{config.name}` (owner {config.owner}; fingerprint `{config.fingerprint()}`)",
+        f"* **pipeline**: `{config.name}` (owner {config.owner}; fingerprint `{config.fingerprint}`)",
         f"* **config file**: `{source}`" if source else "* **config**: built from Python",
         f"* **registered model**: `{config.registered_model_name}`; experiment `{config.experiment_name}`",
         f"* **artifact root**: `{config.artifact_root}`",
@@ -61,7 +62,7 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
     if t.drift:
         causes.append(f"drift found by `monitor_{config.name}`: asset `mlops.{config.name}.drift`")
     training = config.training
-    points = len(training.grid_points())
+    points = len(training.grid_points)
     lines = _header(config, f"Retrain {config.registered_model_name}", source)
     lines += [
         f"* **starts on**: {' OR '.join(causes) if causes else 'manual trigger only'}; one run at a time",
@@ -70,7 +71,7 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
         f"* **training**: {training.task} on `{training.target}` with `{training.resolved_entry_point}`, "
         f"{points} config(s), {training.workers} worker(s) x {training.nodes} node(s), "
         f"timeout {int(training.timeout)} s",
-        f"* **gate**: `{json.dumps(config.gate_settings())}`; approval "
+        f"* **gate**: `{json.dumps(config.gate_settings)}`; approval "
         f"{'required' if config.approval.enabled else 'off'}",
         "",
         "Runs skip training and promotion when the data snapshot and the training config are the "

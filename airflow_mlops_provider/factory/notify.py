@@ -7,8 +7,6 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from airflow_mlops_provider.factory.config import Notifier
-
 
 class PipelineNotifier(BaseNotifier):
     """Send one pipeline event (``failure`` or ``promotion``) to the configured targets.
@@ -25,6 +23,8 @@ class PipelineNotifier(BaseNotifier):
         self.targets = targets
 
     def notify(self, context: Any) -> None:
+        from airflow_mlops_provider.factory.config import Notifier
+
         message = self.message(context)
         for target in self.targets:
             try:
@@ -59,7 +59,7 @@ def _decision_task(ti: Any) -> str | None:
     return "gate" if "gate" in upstream or "approve" in upstream else None
 
 
-def _send(target: Notifier, message: dict[str, Any], context: Any) -> None:
+def _send(target: Any, message: dict[str, Any], context: Any) -> None:
     text = f"[mlops] {message['pipeline']}: {message['event']} in {message['dag_id']} run {message['run_id']}"
     if target.type == "log":
         import logging
@@ -86,8 +86,8 @@ def _send(target: Notifier, message: dict[str, Any], context: Any) -> None:
         getattr(importlib.import_module(module), name)(message, context)
 
 
-def notifier(pipeline: str, event: str, targets: list[Notifier]) -> list[PipelineNotifier]:
+def notifier(pipeline: str, event: str, targets: list[dict[str, Any]]) -> list[PipelineNotifier]:
     """The callback list for ``event`` (empty when no target is configured)."""
     if not targets:
         return []
-    return [PipelineNotifier(pipeline, event, [t.model_dump() for t in targets])]
+    return [PipelineNotifier(pipeline, event, [dict(t) for t in targets])]

@@ -1,0 +1,218 @@
+"""Parse-time benchmark: Airflow's own DagBag parse of our pipeline loader vs astronomer dag-factory 1.1.
+
+The dag-processor parses each DAG file in a fresh process that has already imported
+``airflow``; so does this benchmark: every measurement is a new Python process that imports
+Airflow's ``DagBag`` first (not timed), then times ``DagBag(<folder>)``: importing the DAG file,
+our package or dag-factory, reading the YAML and building the DAGs, bagging and validating them.
+
+Cases (each the median of ``REPEATS`` fresh processes):
+
+* ``empty``: one DAG file defining one DAG with no tasks (the floor).
+* ``one``: ``dags/pipelines_loader.py`` with one pipeline config (the example ``cancer.yaml``).
+* ``ours``: the same loader with ``PIPELINES`` configs (3 DAGs each: retrain, monitor, rollback).
+* ``dag_factory``: dag-factory 1.1's ``load_yaml_dags`` on ``PIPELINES`` YAML files describing
+  the same DAGs, tasks, dependencies, schedules and default args, as plain ``EmptyOperator``s.
+
+Also records which heavy modules (torch, mlflow, great_expectations, pandas, scipy, boto3,
+sklearn, pyarrow, numpy) the parse of ``ours`` imported.
+
+Run: ``python bench/parse.py`` (``--quick``: 10 pipelines, 3 repeats, not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import WORK, print_table, quick_flag, write_results
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ["torch", "mlflow", "great_expectations", "pandas", "scipy", "boto3", "sklearn", "pyarrow", "numpy"]
+EXAMPLE = REPO / "dags" / "pipelines" / "cancer.yaml"
+
+PROBE = r"""
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+before = set(sys.modules)
+start = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+elapsed = time.perf_counter() - start
+heavy = sorted(h for h in json.loads(sys.argv[2]) if h in sys.modules and h not in before)
+tasks = sum(len(d.tasks) for d in bag.dags.values())
+print(json.dumps({"s": elapsed, "dags": len(bag.dags), "tasks": tasks, "errors": bag.import_errors,
+                  "heavy": heavy}))
+"""
+
+EMPTY_DAG = 'from airflow.sdk import DAG\n\nDAG("empty", schedule=None)\n'
+DAG_FACTORY_FILE = (
+    "# Airflow DAG file: dag-factory builds every YAML pipeline next to it.\nfrom pathlib import Path\n\n"
+    "from dagfactory import load_yaml_dags\n\n"
+    'load_yaml_dags(globals_dict=globals(), dags_folder=str(Path(__file__).parent / "pipelines"))\n'
+)
+EMPTY_OP = "airflow.providers.standard.operators.empty.EmptyOperator"
+# The DAGs one pipeline config produces (cancer.yaml: a 2-point grid), task by task, with their upstreams.
+SHAPES = {
+    "retrain": (
+        "0 3 * * 1",
+        [
+            ("trigger_cause", []),
+            ("ingest", ["trigger_cause"]),
+            ("check_unchanged", ["ingest"]),
+            ("validate", ["check_unchanged"]),
+            ("train", ["validate"]),
+            ("select_best", ["train"]),
+            ("evaluate", ["select_best"]),
+            ("gate", ["evaluate", "validate", "trigger_cause"]),
+            ("promote", ["gate"]),
+        ],
+    ),
+    "monitor": (
+        "@hourly",
+        [
+            ("require_champion", []),
+            ("ingest_live", ["require_champion"]),
+            ("score", ["ingest_live"]),
+            ("detect_drift", ["score", "ingest_live"]),
+        ],
+    ),
+    "rollback": (None, [("rollback", [])]),
+}
+
+
+def environment() -> dict[str, str]:
+    home = WORK / "parse" / "airflow-home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(WORK / "parse"),
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "True",
+        "MLOPS_ARTIFACT_ROOT": "file:///tmp/mlops-bench/artifacts",
+        "MLOPS_DATA_ROOT": "file:///tmp/mlops-bench/data",
+    }
+
+
+def make_ours(folder: Path, pipelines: int) -> None:
+    (folder / "pipelines").mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "pipelines_loader.py", folder / "pipelines_loader.py")
+    text = EXAMPLE.read_text()
+    for i in range(pipelines):
+        name = f"p{i:03d}"
+        config = text.replace("name: cancer", f"name: {name}").replace("/cancer/", f"/{name}/")
+        config = config.replace("model_name: cancer_diagnosis", f"model_name: {name}_model")
+        (folder / "pipelines" / f"{name}.yaml").write_text(config)
+
+
+def make_dag_factory(folder: Path, pipelines: int) -> None:
+    import yaml
+
+    (folder / "pipelines").mkdir(parents=True)
+    (folder / "dag_factory_loader.py").write_text(DAG_FACTORY_FILE)
+    for i in range(pipelines):
+        name = f"p{i:03d}"
+        document = {}
+        for kind, (schedule, tasks) in SHAPES.items():
+            document[f"{kind}_{name}"] = {
+                "default_args": {"owner": "ml-team", "retries": 2, "start_date": "2024-01-01"},
+                "schedule": schedule,
+                "catchup": False,
+                "max_active_runs": 1,
+                "tags": ["mlops", kind, f"pipeline:{name}"],
+                "doc_md": f"{kind} DAG of pipeline {name}",
+                "tasks": [
+                    {"task_id": task, "operator": EMPTY_OP, **({"dependencies": ups} if ups else {})}
+                    for task, ups in tasks
+                ],
+            }
+        (folder / "pipelines" / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def measure(folder: Path, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, str(folder), json.dumps(HEAVY)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **environment()},
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first = runs[0]
+    if first["errors"]:
+        raise RuntimeError(f"import errors parsing {folder}: {first['errors']}")
+    return {**first, "s": statistics.median(r["s"] for r in runs), "all_s": [r["s"] for r in runs]}
+
+
+def main() -> int:
+    quick = quick_flag()
+    pipelines, repeats = (10, 3) if quick else (50, 7)
+    root = WORK / "parse"
+    shutil.rmtree(root, ignore_errors=True)
+    cases = {"empty": root / "empty", "one": root / "one", "ours": root / "ours", "dag_factory": root / "df"}
+    cases["empty"].mkdir(parents=True)
+    (cases["empty"] / "empty_dag.py").write_text(EMPTY_DAG)
+    make_ours(cases["one"], 1)
+    (cases["one"] / "pipelines" / "p000.yaml").write_text(EXAMPLE.read_text())
+    make_ours(cases["ours"], pipelines)
+    make_dag_factory(cases["dag_factory"], pipelines)
+
+    results = {name: measure(folder, repeats) for name, folder in cases.items()}
+    ours, df = results["ours"], results["dag_factory"]
+    if (df["dags"], df["tasks"]) != (ours["dags"], ours["tasks"]):
+        raise RuntimeError(
+            f"not equivalent: ours {ours['dags']}/{ours['tasks']}, dag-factory {df['dags']}/{df['tasks']}"
+        )
+    per_pipeline_ms = (results["one"]["s"] - results["empty"]["s"]) * 1000
+    figures = {
+        "pipelines": pipelines,
+        "dags": ours["dags"],
+        "tasks": ours["tasks"],
+        "repeats": repeats,
+        "total_parse_s": round(ours["s"], 4),
+        "empty_dag_parse_s": round(results["empty"]["s"], 4),
+        "one_pipeline_parse_s": round(results["one"]["s"], 4),
+        "per_pipeline_ms": round(per_pipeline_ms, 2),
+        "ours_per_extra_pipeline_ms": round((ours["s"] - results["one"]["s"]) / (pipelines - 1) * 1000, 2),
+        "dag_factory_parse_s": round(df["s"], 4),
+        "dag_factory_vs_ours_ratio": round(df["s"] / ours["s"], 2),
+        "dag_factory_version": _version("dag-factory"),
+        "heavy_modules_imported": ours["heavy"],
+        "all_runs_s": {name: [round(s, 4) for s in r["all_s"]] for name, r in results.items()},
+    }
+    print_table(
+        f"DagBag parse, median of {repeats} fresh processes ({pipelines} pipelines = {ours['dags']} DAGs, "
+        f"{ours['tasks']} tasks)",
+        [
+            ("empty DAG file (s)", results["empty"]["s"], ""),
+            ("one pipeline (s)", results["one"]["s"], f"+{per_pipeline_ms:.1f} ms over empty (limit 20 ms)"),
+            (f"ours, {pipelines} pipelines (s)", ours["s"], "limit 1.0 s"),
+            (
+                f"dag-factory {figures['dag_factory_version']} (s)",
+                df["s"],
+                f"{df['s'] / ours['s']:.2f}x ours",
+            ),
+        ],
+    )
+    print(f"  heavy modules imported while parsing ours: {ours['heavy'] or 'none'}")
+    write_results("parse", figures, quick)
+    return 0
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -93,5 +93,5 @@ def _extra_links() -> list[str]:
     return [f"airflow_mlops_provider.links.{path}" for path in EXTRA_LINKS]
 
 
-OPERATOR_MODULES: tuple[str, ...] = ("ingest", "validate", "score", "drift")
+OPERATOR_MODULES: tuple[str, ...] = ("ingest", "validate", "score", "drift", "train")
 EXTRA_LINKS: tuple[str, ...] = ("mlflow.MlflowRunLink", "mlflow.MlflowModelVersionLink", "report.ReportLink")

@@ -82,14 +82,14 @@ def slow_tabular(ctx: Any) -> Any:
 
 
 def kill_rank1_once(ctx: Any) -> Any:
-    """The built-in trainer; rank 1 SIGKILLs itself after checkpoint 1, in the first attempt only."""
+    """The built-in trainer; rank 1 SIGKILLs itself after checkpoint 0, in the first attempt only."""
     from airflow_mlops_provider.core.training import tabular
 
     original = ctx.save_checkpoint
 
     def save(epoch: int, state: dict[str, Any]) -> None:
         original(epoch, state)
-        if epoch == 1 and ctx.rank == 1 and ctx.restart_count == 0:
+        if epoch == 0 and ctx.rank == 1 and ctx.restart_count == 0:
             os.kill(os.getpid(), signal.SIGKILL)
 
     ctx.save_checkpoint = save

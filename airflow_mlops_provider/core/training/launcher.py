@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -76,6 +77,7 @@ class TrainingJob:
     checkpoint_every: int = 1
     seed: int = 0
     run_name: str | None = None
+    run_tags: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -173,6 +175,7 @@ class TorchrunLauncher:
             "checkpoint_every": job.checkpoint_every,
         }
         tags = {
+            **{str(k): str(v) for k, v in job.run_tags.items()},
             TAG_PIPELINE: job.pipeline,
             TAG_SNAPSHOT_URI: snap.location.uri,
             TAG_SNAPSHOT_SHA: snap.ref.sha256,
@@ -307,7 +310,7 @@ class TorchrunLauncher:
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        tail: deque[str] = deque(maxlen=60)
+        tail: deque[str] = deque(maxlen=200)
         fatal: dict[str, Any] | None = None
         selector = selectors.DefaultSelector()
         selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -346,22 +349,32 @@ class TorchrunLauncher:
             selector.close()
         if returncode == 0 and self.stopped_by is None:
             return
-        errors = _worker_errors(workdir)
-        first = fatal or (errors[0] if errors else None)
-        if first is not None:
-            raise TrainingError(
-                f"Training failed on rank {first['rank']}: {first['type']}: {first['message']} "
-                "(the worker's traceback is in the log above)"
-            )
+        raise TrainingError(self._failure_message(returncode, fatal, list(tail), workdir))
+
+    def _failure_message(
+        self, returncode: int, fatal: dict[str, Any] | None, tail: list[str], workdir: Path
+    ) -> str:
+        """Name the root cause: a fatal worker error, a worker killed by a signal, or a worker's exception."""
+        restarts = f"max_restarts={self.job.max_restarts}"
+        if fatal is not None:
+            return _describe(fatal)
         if self.stopped_by is not None:
-            raise TrainingError(
-                f"Training was stopped ({self.stopped_by}); torchrun exited with {returncode}"
+            return f"Training was stopped ({self.stopped_by}); torchrun exited with code {returncode}"
+        errors = _worker_errors(workdir)
+        cause = _root_cause(tail)
+        if cause and cause["exitcode"] < 0:
+            return (
+                f"Training failed: worker rank {cause['rank']} was killed by {cause['signal']} "
+                f"(exit code {cause['exitcode']}) and no restart was left ({restarts})"
             )
-        died = [line for line in tail if "exitcode" in line or "Signal" in line or "signal" in line]
-        raise TrainingError(
-            f"torchrun exited with code {returncode} after {self.job.max_restarts} allowed restart(s): "
-            "a worker died without reporting an error (killed by a signal or out of memory?). "
-            + (" | ".join(died[-3:]) if died else "")
+        if cause:
+            mine = [e for e in errors if e["rank"] == cause["rank"]]
+            errors = mine + [e for e in errors if e not in mine]
+        if errors:
+            return f"{_describe(errors[0])} ({restarts})"
+        return (
+            f"torchrun exited with code {returncode} ({restarts}): a worker died without reporting an "
+            "error (killed by a signal or out of memory?)"
         )
 
     def _remember_workers(self) -> None:
@@ -431,7 +444,40 @@ def _worker_errors(workdir: Path) -> list[dict[str, Any]]:
             found.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    return sorted(found, key=lambda e: (not e.get("fatal"), e.get("rank", 0)))
+
+    # Latest attempt first, then errors of the worker's own making before collateral
+    # communication failures of its peers.
+    def order(e: dict[str, Any]) -> tuple[int, bool, bool, int]:
+        collateral = any(word in str(e.get("message", "")).lower() for word in _COLLATERAL)
+        return (-int(e.get("restart", 0)), not e.get("fatal"), collateral, int(e.get("rank", 0)))
+
+    return sorted(found, key=order)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    return (
+        f"Training failed on rank {error['rank']}: {error['type']}: {error['message']} "
+        "(the worker's traceback is in the task log above)"
+    )
+
+
+_COLLATERAL = ("gloo", "nccl", "connection reset", "connection closed", "connectfullmesh", "timed out")
+
+
+def _root_cause(tail: list[str]) -> dict[str, Any] | None:
+    """The first failed worker as torchrun's summary names it (``Root Cause`` block)."""
+    start = max((i for i, line in enumerate(tail) if "Root Cause" in line), default=None)
+    if start is None:
+        return None
+    block = "\n".join(tail[start : start + 12])
+    rank = re.search(r"rank\s*:\s*(\d+)", block)
+    code = re.search(r"exitcode\s*:\s*(-?\d+)", block)
+    if not (rank and code):
+        return None
+    sig = re.search(r"\((SIG[A-Z]+)\)", block)
+    exitcode = int(code.group(1))
+    name = sig.group(1) if sig else (signal.Signals(-exitcode).name if exitcode < 0 else "")
+    return {"rank": int(rank.group(1)), "exitcode": exitcode, "signal": name}
 
 
 def _fatal_error(workdir: Path) -> dict[str, Any] | None:

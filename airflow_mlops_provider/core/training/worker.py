@@ -65,8 +65,10 @@ def run(job: dict[str, Any], rank: int) -> None:
     else:
         device = torch.device("cpu")
     fn = resolve_entry_point(job["entry_point"])
-    dist.init_process_group(backend=backend)
+    _init_process_group(backend, rank, world_size)
     try:
+        dist.barrier()  # the mesh is complete before any rank can fail on its own
+
         client = None
         if rank == 0 and job.get("run_id"):
             from mlflow import MlflowClient
@@ -104,6 +106,32 @@ def run(job: dict[str, Any], rank: int) -> None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _init_process_group(backend: str, rank: int, world_size: int) -> None:
+    """Join the process group in a store namespace of this attempt.
+
+    torchrun hands every worker group the agent's store; after a restart the previous group's
+    keys are still in it, and a fast rank can read a dead peer's address from them. A prefix
+    per restart keeps attempts apart.
+    """
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
+        dist.init_process_group(backend=backend)
+        return
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=timedelta(minutes=5),
+    )
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    prefixed = dist.PrefixStore(f"mlops/attempt-{restart}/", store)
+    dist.init_process_group(backend=backend, store=prefixed, rank=rank, world_size=world_size)
 
 
 def _finish(job: dict[str, Any], ctx: Any, model: Any) -> None:
@@ -163,6 +191,7 @@ def _report(job: dict[str, Any], rank: int, err: BaseException) -> None:
     print(f"[worker rank {rank}] training failed:\n{text}", file=sys.stderr, flush=True)
     record = {
         "rank": rank,
+        "restart": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
         "type": type(err).__name__,
         "message": str(err)[:2000],
         "fatal": is_fatal(err),

@@ -37,7 +37,8 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_URI", "MLFLOW
     os.environ.pop(_name, None)
 
 from tests.support.dags import DagHarness  # noqa: E402
-from tests.support.services import background_process, free_port, postgres_database  # noqa: E402
+from tests.support.services import mlflow_server as mlflow_server_process  # noqa: E402
+from tests.support.services import moto_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -65,10 +66,8 @@ def dags(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagHarne
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server (S3, SQS) on a free loopback port."""
-    port = free_port()
-    log = _SESSION_DIR / "moto.log"
-    with background_process([BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)], port, log):
-        yield f"http://127.0.0.1:{port}"
+    with moto_server(_SESSION_DIR) as url:
+        yield url
 
 
 @pytest.fixture
@@ -93,16 +92,8 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 @pytest.fixture(scope="session")
 def mlflow_server() -> Iterator[str]:
     """An ``mlflow server`` with its backend store in PostgreSQL and local artifacts; yields its URL."""
-    port = free_port()
-    artifacts = _SESSION_DIR / "mlflow-artifacts"
-    with postgres_database("mlflow_test") as db_url:
-        args = [
-            BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", db_url.replace("postgresql://", "postgresql+psycopg2://"),
-            "--artifacts-destination", artifacts.as_uri(),
-        ]  # fmt: skip
-        with background_process(args, port, _SESSION_DIR / "mlflow.log", timeout_s=180):
-            yield f"http://127.0.0.1:{port}"
+    with mlflow_server_process(_SESSION_DIR) as url:
+        yield url
 
 
 @pytest.fixture

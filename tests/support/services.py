@@ -85,3 +85,31 @@ def postgres_database(prefix: str) -> Iterator[str]:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+@contextmanager
+def moto_server(work_dir: Path) -> Iterator[str]:
+    """A moto server (S3, SQS, ...) on a free loopback port; yields its URL."""
+    import sys
+
+    port = free_port()
+    args = [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    with background_process(args, port, work_dir / "moto.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def mlflow_server(work_dir: Path, workers: int = 1) -> Iterator[str]:
+    """An ``mlflow server`` with a fresh PostgreSQL backend store and local artifacts; yields its URL."""
+    import sys
+
+    port = free_port()
+    with postgres_database("mlflow") as db_url:
+        args = [
+            Path(sys.executable).parent / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers),
+            "--backend-store-uri", db_url.replace("postgresql://", "postgresql+psycopg2://"),
+            "--artifacts-destination", (work_dir / "mlflow-artifacts").as_uri(),
+        ]  # fmt: skip
+        with background_process(args, port, work_dir / "mlflow.log", timeout_s=180):
+            yield f"http://127.0.0.1:{port}"

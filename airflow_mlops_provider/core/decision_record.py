@@ -211,31 +211,36 @@ def record_uri(run_artifact_uri: str, model_name: str, kind: str = "json") -> st
     return f"{run_artifact_uri.rstrip('/')}/{record_dir(model_name)}/decision.{kind}"
 
 
-def store_record(client: MlflowClient, record: DecisionRecord) -> str:
+def _repo(client: MlflowClient, uri: str) -> Any:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(uri, tracking_uri=client.tracking_uri)
+
+
+def store_record(client: MlflowClient, record: DecisionRecord, run_artifact_uri: str) -> str:
     """Write the record (JSON, Markdown, HTML) among the artifacts of its source run; return the JSON URI.
 
-    Re-storing overwrites the same three files, so retries and later updates (approval, alias
-    changes) leave one current record per run and model.
+    ``run_artifact_uri`` is the run's ``info.artifact_uri``. Re-storing overwrites the same three
+    files, so retries and later updates (approval, alias changes) leave one current record per
+    run and model.
     """
     record.updated_at = now_iso()
-    run = client.get_run(record.source_run_id)
     with tempfile.TemporaryDirectory(prefix="decision-") as tmp:
-        folder = Path(tmp) / "record"
-        folder.mkdir()
+        folder = Path(tmp)
         (folder / "decision.json").write_text(record.to_json())
         (folder / "decision.md").write_text(record.to_markdown())
         (folder / "decision.html").write_text(record.to_html())
-        client.log_artifacts(record.source_run_id, str(folder), record_dir(record.model_name))
-    return record_uri(run.info.artifact_uri, record.model_name)
+        _repo(client, run_artifact_uri).log_artifacts(str(folder), record_dir(record.model_name))
+    return record_uri(run_artifact_uri, record.model_name)
 
 
-def load_record(client: MlflowClient, run_id: str, model_name: str) -> DecisionRecord | None:
-    """The record stored for ``run_id`` and ``model_name``, or ``None`` when there is none yet."""
-    folder = record_dir(model_name)
-    if f"{folder}/decision.json" not in {f.path for f in client.list_artifacts(run_id, folder)}:
+def load_record(client: MlflowClient, run_artifact_uri: str, model_name: str) -> DecisionRecord | None:
+    """The record stored for a run (by its artifact URI) and ``model_name``; ``None`` when there is none."""
+    repo = _repo(client, f"{run_artifact_uri.rstrip('/')}/{record_dir(model_name)}")
+    if "decision.json" not in {f.path.rsplit("/", 1)[-1] for f in repo.list_artifacts()}:
         return None
     with tempfile.TemporaryDirectory(prefix="decision-") as tmp:
-        local = client.download_artifacts(run_id, f"{folder}/decision.json", tmp)
+        local = repo.download_artifacts("decision.json", tmp)
         return DecisionRecord.from_dict(json.loads(Path(local).read_text()))
 
 

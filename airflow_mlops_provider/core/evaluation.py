@@ -218,11 +218,12 @@ def evaluate_challenger_and_champion(
     scored = evaluate_frame(challenger_model, frame, metrics, slices)
     client = settings.client()
     if champion_version is None:
-        current = registry.alias_version(client, model_name, registry.CHAMPION)
-        champion_version = current.version if current is not None else None
+        version = registry.alias_version(client, model_name, registry.CHAMPION)
+        champion_version = None if version is None else str(version.version)
+    else:
+        version = registry.get_version(client, model_name, champion_version)
     champion = None
     if champion_version is not None:
-        version = registry.get_version(client, model_name, champion_version)
         champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
         if champion_model.task != challenger_model.task or champion_model.target != challenger_model.target:
             raise EvaluationError(

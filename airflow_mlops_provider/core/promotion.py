@@ -69,23 +69,26 @@ def gate_and_register(
     trigger = _trigger(trigger)
     result = decide(dict(evaluation), config)
 
-    tags = {
-        registry.TAG_TRIGGER: trigger["cause"],
-        registry.TAG_EVAL_SNAPSHOT: evaluation.get("snapshot_sha256"),
-    }
-    registration = registry.register_version(client, model_name, run_id, tags=tags)
-    version = registration.version
-    with registry._step(f"reading the decision record of run {run_id}", client):
-        existing = load_record(client, run_id, model_name)
-    if existing is not None and existing.status == "promoted" and existing.version == version:
-        return summary(existing, _record_uri(client, run_id, model_name), evaluation)
-
-    registry.verify_artifacts(client, model_name, version, lambda uri: load(uri, settings))
-    with registry._step(f"reading run {run_id}", client):
-        run_tags = client.get_run(run_id).data.tags
+    run = registry.get_run(client, run_id)
+    artifact_uri = run.info.artifact_uri
+    uri = record_uri(artifact_uri, model_name)
     status = "rejected"
     if result.passed:
         status = "awaiting_approval" if config.require_approval else "approved"
+    tags = {
+        registry.TAG_TRIGGER: trigger["cause"],
+        registry.TAG_EVAL_SNAPSHOT: evaluation.get("snapshot_sha256"),
+        **_decision_tags(uri, result.verdict, status, result.reasons),
+    }
+    registration = registry.register_version(client, model_name, run_id, tags=tags, run=run)
+    version = registration.version
+    with registry._step(f"reading the decision record of run {run_id}", client):
+        existing = load_record(client, artifact_uri, model_name)
+    if existing is not None and existing.status == "promoted" and existing.version == version:
+        return summary(existing, uri, evaluation, artifact_uri)
+
+    registry.verify_artifacts(client, model_name, version, lambda model_uri: load(model_uri, settings))
+    run_tags = run.data.tags
     record = DecisionRecord(
         model_name=model_name,
         version=version,
@@ -113,32 +116,34 @@ def gate_and_register(
     )
     if existing is not None:
         record.created_at, record.history = existing.created_at, existing.history
-    uri = _store(client, record)
-    registry.set_alias_verified(client, model_name, registry.CHALLENGER, version)
-    return summary(record, uri, evaluation)
+    _store(client, record, artifact_uri, registration.tags)
+    # Concurrent runs may each set `challenger`: the latest one wins, no read-back needed.
+    registry.set_alias(client, model_name, registry.CHALLENGER, version)
+    return summary(record, uri, evaluation, artifact_uri)
 
 
-def _store(client: Any, record: DecisionRecord) -> str:
+def _decision_tags(uri: str, verdict: str, status: str, reasons: list[str]) -> dict[str, str]:
+    return {
+        registry.TAG_RECORD_URI: uri,
+        registry.TAG_VERDICT: verdict,
+        registry.TAG_STATUS: status,
+        registry.TAG_REASONS: registry._clip("; ".join(reasons)),
+    }
+
+
+def _store(client: Any, record: DecisionRecord, artifact_uri: str, known_tags: Mapping[str, str]) -> str:
+    """Store the record and update the version's decision tags that changed."""
     with registry._step(f"storing the decision record of run {record.source_run_id}", client):
-        uri = store_record(client, record)
-    registry.set_version_tags(
-        client, record.model_name, record.version,
-        {
-            registry.TAG_RECORD_URI: uri,
-            registry.TAG_VERDICT: record.verdict,
-            registry.TAG_REASONS: "; ".join(record.reasons),
-            "mlops.decision_status": record.status,
-        },
-    )  # fmt: skip
+        uri = store_record(client, record, artifact_uri)
+    wanted = _decision_tags(uri, record.verdict, record.status, record.reasons)
+    changed = {k: v for k, v in wanted.items() if known_tags.get(k) != v}
+    registry.set_version_tags(client, record.model_name, record.version, changed)
     return uri
 
 
-def _record_uri(client: Any, run_id: str, model_name: str) -> str:
-    with registry._step(f"reading run {run_id}", client):
-        return record_uri(client.get_run(run_id).info.artifact_uri, model_name)
-
-
-def summary(record: DecisionRecord, record_uri: str, evaluation: Mapping[str, Any]) -> dict[str, Any]:
+def summary(
+    record: DecisionRecord, uri: str, evaluation: Mapping[str, Any], run_artifact_uri: str
+) -> dict[str, Any]:
     """The small dict a gate task returns (XCom): enough to promote, approve or re-evaluate."""
     return {
         "verdict": record.verdict,
@@ -147,7 +152,8 @@ def summary(record: DecisionRecord, record_uri: str, evaluation: Mapping[str, An
         "version": record.version,
         "source_run_id": record.source_run_id,
         "reasons": list(record.reasons),
-        "record_uri": record_uri,
+        "record_uri": uri,
+        "run_artifact_uri": run_artifact_uri,
         "champion_version_at_eval": record.champion_version_at_eval,
         "require_approval": bool(record.gate.get("require_approval")),
         "gate": record.gate,
@@ -207,22 +213,26 @@ def promote(
             f"{model_name} v{version}: the gate said {decision.get('verdict')!r} "
             f"({'; '.join(decision.get('reasons') or [])}); champion not moved"
         )
-    with registry._step(f"reading the decision record of run {decision['source_run_id']}", client):
-        record = load_record(client, decision["source_run_id"], model_name)
+    run_id = decision["source_run_id"]
+    artifact_uri = decision.get("run_artifact_uri") or registry.get_run(client, run_id).info.artifact_uri
+    with registry._step(f"reading the decision record of run {run_id}", client):
+        record = load_record(client, artifact_uri, model_name)
     if record is None or record.version != version:
-        raise PromotionRefused(
-            f"{model_name} v{version}: no decision record for run {decision['source_run_id']}"
-        )
+        raise PromotionRefused(f"{model_name} v{version}: no decision record for run {run_id}")
+    known = _decision_tags(
+        record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
+    )
+    store = lambda: _store(client, record, artifact_uri, known)  # noqa: E731
     if (
         record.status == "promoted"
         and registry.alias_number(client, model_name, registry.CHAMPION) == version
     ):
-        return _result(record, decision, True, [], _record_uri(client, record.source_run_id, model_name))
+        return _result(record, True, [], record_uri(artifact_uri, model_name))
     record.approval = _approval(record, approval)
     if record.gate.get("require_approval") and not (record.approval or {}).get("approved"):
         record.status = "rejected"
         record.reasons = [*record.reasons, "human approval was required and not given"]
-        uri = _store(client, record)
+        uri = store()
         raise PromotionRefused(f"{model_name} v{version}: approval required and not given; record {uri}")
 
     expected = record.champion_version_at_eval
@@ -237,7 +247,7 @@ def promote(
             if not reevaluate or changed.current is None:
                 record.status = "superseded"
                 record.reasons = [*record.reasons, f"refused: {changed}"]
-                _store(client, record)
+                store()
                 raise PromotionRefused(f"{changed}; re-run the evaluation") from changed
             evaluation = _reevaluate(settings, decision, changed.current, storage_options, load)
             result = decide(evaluation, gate)
@@ -250,16 +260,15 @@ def promote(
             record.checks, record.previous_champion = result.to_dict()["checks"], changed.current
             if not result.passed:
                 record.status = "rejected"
-                uri = _store(client, record)
-                return _result(record, decision, False, [], uri)
+                return _result(record, False, [], store())
             expected = changed.current
             continue
+        if not changes and record.status != "promoted":  # a retry after the aliases moved
+            changes = _changes_already_made(client, model_name, version)
         record.status = "promoted"
-        if changes:
-            record.alias_changes = [*record.alias_changes, *(asdict(c) for c in changes)]
+        record.alias_changes = [*record.alias_changes, *(asdict(c) for c in changes)]
         record.previous_champion = expected
-        uri = _store(client, record)
-        return _result(record, decision, True, [asdict(c) for c in changes], uri)
+        return _result(record, True, [asdict(c) for c in changes], store())
     raise registry.RegistryError(
         f"{model_name} v{version}: the champion kept moving during {max_attempts} re-evaluations"
     )
@@ -294,12 +303,15 @@ def _reevaluate(
     )
 
 
+def _changes_already_made(client: Any, model_name: str, version: str) -> list[registry.AliasChange]:
+    """The alias moves an interrupted earlier attempt made (from the version's previous-champion tag)."""
+    previous = registry.get_version(client, model_name, version).tags.get(registry.TAG_PREVIOUS) or None
+    changes = [registry.AliasChange(registry.PREVIOUS_CHAMPION, None, previous)] if previous else []
+    return [*changes, registry.AliasChange(registry.CHAMPION, previous, version)]
+
+
 def _result(
-    record: DecisionRecord,
-    decision: Mapping[str, Any],
-    promoted: bool,
-    changes: list[dict[str, Any]],
-    uri: str,
+    record: DecisionRecord, promoted: bool, changes: list[dict[str, Any]], uri: str
 ) -> dict[str, Any]:
     return {
         "promoted": promoted,

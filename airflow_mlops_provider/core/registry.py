@@ -45,9 +45,9 @@ TAG_TRIGGER = "mlops.trigger_cause"
 TAG_RECORD_URI = "mlops.decision_record_uri"
 TAG_VERDICT = "mlops.verdict"
 TAG_REASONS = "mlops.gate_reasons"
+TAG_STATUS = "mlops.decision_status"
 TAG_EVAL_SNAPSHOT = "mlops.eval_snapshot_sha256"
 TAG_PREVIOUS = "mlops.previous_champion_version"
-TAG_VERIFIED = "mlops.artifacts_verified"
 TAG_ROLLED_BACK = "mlops.rolled_back"
 TAG_LAST_ROLLBACK = "mlops.last_rollback"
 RUN_TAGS_COPIED = (TAG_PIPELINE, TAG_SNAPSHOT_URI, TAG_SNAPSHOT_SHA, TAG_TRAINING_CONFIG)
@@ -178,6 +178,7 @@ class Registration:
     source_run_id: str
     created: bool
     source: str
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def ensure_registered_model(client: MlflowClient, model_name: str, description: str | None = None) -> None:
@@ -191,9 +192,9 @@ def ensure_registered_model(client: MlflowClient, model_name: str, description: 
                 raise
 
 
-def _model_source(client: MlflowClient, run_id: str, artifact_path: str) -> tuple[str, str | None]:
+def _model_source(client: MlflowClient, run: Any, artifact_path: str) -> tuple[str, str | None]:
     """The artifact source of ``runs:/<run_id>/<artifact_path>`` and its MLflow 3 logged-model id."""
-    run = client.get_run(run_id)
+    run_id = run.info.run_id
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"name = '{_quote(artifact_path)}' AND source_run_id = '{_quote(run_id)}'",
@@ -204,44 +205,51 @@ def _model_source(client: MlflowClient, run_id: str, artifact_path: str) -> tupl
     return f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}", None
 
 
+def get_run(client: MlflowClient, run_id: str) -> Any:
+    with _step(f"reading run {run_id}", client):
+        return client.get_run(run_id)
+
+
 def register_version(
     client: MlflowClient,
     model_name: str,
     run_id: str,
     *,
     artifact_path: str = "model",
-    tags: dict[str, str] | None = None,
+    tags: dict[str, Any] | None = None,
+    run: Any = None,
     ready_timeout_s: float = 300,
 ) -> Registration:
     """Register the model of run ``run_id`` once: an existing version with its source-run tag is reused.
 
     The run's ``mlops.*`` tags (pipeline, training snapshot, training config hash) are copied onto
-    the version along with ``tags``. On reuse, missing tags are filled in; nothing else changes.
+    the version along with ``tags``, in the create request itself. On reuse only tags the version
+    lacks are added; nothing else changes. ``run`` (the run entity) saves a lookup when known.
     """
-    ensure_registered_model(client, model_name)
     existing = find_version_by_source_run(client, model_name, run_id)
-    with _step(f"reading run {run_id}", client):
-        run_tags = client.get_run(run_id).data.tags
-    all_tags = {k: run_tags[k] for k in RUN_TAGS_COPIED if run_tags.get(k)}
+    run = run if run is not None else get_run(client, run_id)
+    all_tags = {k: run.data.tags[k] for k in RUN_TAGS_COPIED if run.data.tags.get(k)}
     all_tags.update({k: _clip(v) for k, v in (tags or {}).items() if v is not None})
     all_tags[TAG_SOURCE_RUN] = run_id
     if existing is not None:
-        with _step(f"tagging {model_name!r} version {existing.version}", client):
-            for key, value in all_tags.items():
-                if existing.tags.get(key) != value and key not in (TAG_RECORD_URI, TAG_VERDICT, TAG_REASONS):
-                    client.set_model_version_tag(model_name, existing.version, key, value)
-        wait_until_ready(client, model_name, existing.version, ready_timeout_s)
-        return Registration(model_name, str(existing.version), run_id, False, existing.source)
+        missing = {k: v for k, v in all_tags.items() if k not in existing.tags}
+        set_version_tags(client, model_name, existing.version, missing)
+        if existing.status != "READY":
+            wait_until_ready(client, model_name, existing.version, ready_timeout_s)
+        current = {**existing.tags, **missing}
+        return Registration(model_name, str(existing.version), run_id, False, existing.source, current)
+    ensure_registered_model(client, model_name)
     with _step(f"resolving the model artifacts of run {run_id}", client):
-        source, model_id = _model_source(client, run_id, artifact_path)
+        source, model_id = _model_source(client, run, artifact_path)
     with _step(f"registering run {run_id} as a new version of {model_name!r}", client):
         created = client.create_model_version(
             model_name, source, run_id=run_id, tags=all_tags, model_id=model_id, await_creation_for=0
         )
     # A lost response makes MLflow's client POST again: settle on the lowest version with our tag.
     winner = _drop_duplicates(client, model_name, run_id) or created
-    wait_until_ready(client, model_name, winner.version, ready_timeout_s)
-    return Registration(model_name, str(winner.version), run_id, True, winner.source)
+    if winner.status != "READY":
+        wait_until_ready(client, model_name, winner.version, ready_timeout_s)
+    return Registration(model_name, str(winner.version), run_id, True, winner.source, dict(winner.tags))
 
 
 def _drop_duplicates(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
@@ -338,10 +346,29 @@ def _first_line(err: BaseException) -> str:
 
 
 # --- aliases -----------------------------------------------------------------------------------------
+def set_alias(client: MlflowClient, model_name: str, alias: str, version: str, attempts: int = 5) -> None:
+    """Point ``alias`` at ``version`` (last writer wins).
+
+    MLflow's SQL store implements the alias upsert as read-then-insert, so two writers setting
+    the same alias at once can hit the primary key ("already exists"); that write is retried.
+    """
+    from mlflow.exceptions import MlflowException
+
+    with _step(f"setting alias {alias!r} of {model_name!r} to version {version}", client):
+        for attempt in range(attempts):
+            try:
+                client.set_registered_model_alias(model_name, alias, str(version))
+                return
+            except MlflowException as err:
+                clash = "UniqueViolation" in str(err) or "already exists" in str(err)
+                if not clash or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+
 def set_alias_verified(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
     """Point ``alias`` at ``version`` and read it back; :class:`AliasConflict` when it reads differently."""
-    with _step(f"setting alias {alias!r} of {model_name!r} to version {version}", client):
-        client.set_registered_model_alias(model_name, alias, str(version))
+    set_alias(client, model_name, alias, version)
     seen = alias_number(client, model_name, alias)
     if seen != str(version):
         raise AliasConflict(
@@ -389,18 +416,18 @@ def move_champion(
     ``champion`` on a verified version and a retry finishes the move.
     """
     version = str(version)
-    current = alias_number(client, model_name, CHAMPION)
+    now = aliases(client, model_name)
+    current = now.get(CHAMPION)
     if current == version:
         return []
     if current != (None if expected_champion is None else str(expected_champion)):
         raise ChampionChanged(model_name, expected_champion, current)
     verify_artifacts(client, model_name, version, verify)
-    set_version_tags(client, model_name, version, {TAG_PREVIOUS: current or "", TAG_VERIFIED: now_iso()})
+    set_version_tags(client, model_name, version, {TAG_PREVIOUS: current or ""})
     changes = []
     if current is not None:
-        before = alias_number(client, model_name, PREVIOUS_CHAMPION)
         set_alias_verified(client, model_name, PREVIOUS_CHAMPION, current)
-        changes.append(AliasChange(PREVIOUS_CHAMPION, before, current))
+        changes.append(AliasChange(PREVIOUS_CHAMPION, now.get(PREVIOUS_CHAMPION), current))
     set_alias_verified(client, model_name, CHAMPION, version)
     changes.append(AliasChange(CHAMPION, current, version))
     return changes

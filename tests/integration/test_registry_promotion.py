@@ -94,7 +94,7 @@ def test_first_promotion_better_promoted_worse_rejected(models: Models):
     assert registry.alias_number(client, name, "champion") == "2"
 
     # The record: stored as an artifact of the run, summarised in tags on the version.
-    record = load_record(client, models.worse, name)
+    record = record_of(client, models.worse, name)
     assert record.verdict == "fail" and record.status == "rejected" and record.version == "3"
     assert record.champion["version"] == "2" and record.trigger["cause"] == "new_data"
     assert set(record.challenger["slices"]["region"]) == {"apac", "eu", "us"}
@@ -103,7 +103,7 @@ def test_first_promotion_better_promoted_worse_rejected(models: Models):
     assert tags["mlops.verdict"] == "fail" and tags["mlops.source_run_id"] == models.worse
     assert tags["mlops.decision_record_uri"].endswith(f"decision_record/{name}/decision.json")
     assert tags["mlops.pipeline"] == "promo" and tags["mlops.trigger_cause"] == "new_data"
-    promoted = load_record(client, models.better, name)
+    promoted = record_of(client, models.better, name)
     assert promoted.status == "promoted" and promoted.previous_champion == "1"
     assert [c["alias"] for c in promoted.alias_changes] == ["previous_champion", "champion"]
     assert client.get_model_version(name, "2").tags["mlops.previous_champion_version"] == "1"
@@ -111,6 +111,10 @@ def test_first_promotion_better_promoted_worse_rejected(models: Models):
         client.download_artifacts(models.better, f"decision_record/{name}/decision.html", str(_tmp()))
     ).read_text()
     assert "PASS" in html and name in html
+
+
+def record_of(client, run_id: str, name: str):
+    return load_record(client, client.get_run(run_id).info.artifact_uri, name)
 
 
 def _tmp() -> Path:
@@ -285,7 +289,7 @@ def test_promotion_refuses_when_champion_moved_and_reevaluation_is_off(models: M
     ):
         promote(settings, slow, reevaluate=False)
     assert registry.alias_number(settings.client(), name, "champion") == "3"
-    assert load_record(settings.client(), models.worse, name).status == "superseded"
+    assert record_of(settings.client(), models.worse, name).status == "superseded"
 
 
 def test_loader_reads_what_was_promoted(models: Models):

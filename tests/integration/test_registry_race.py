@@ -131,7 +131,7 @@ def test_better_challenger_wins_every_race(models: Models):
     client = models.settings.client()
     for first, loser in (("better", models.worse), ("worse", models.better)):
         result = next(r for r in results if r["order"][0] == first)
-        record = load_record(client, loser, result["name"])
+        record = load_record(client, client.get_run(loser).info.artifact_uri, result["name"])
         assert record.history[0]["previous_verdict"] == "pass"
         assert record.history[0]["previous_champion"]["version"] == "1"
         assert record.champion_version_at_eval != "1"

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -93,15 +93,14 @@ def write_eval_snapshot(root: Path, test: pd.DataFrame, train: pd.DataFrame | No
 
 @dataclass
 class Models:
-    """Three logged runs of one pipeline: a baseline champion, a better and a worse challenger."""
+    """Logged runs of one pipeline; best to worst on the held-out split: better, baseline, worse, weak."""
 
     settings: TrackingSettings
     snapshot: dict[str, Any]
     baseline: str
     better: str
     worse: str
-    broken: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    weak: str = ""
 
     def challenger(self, run_id: str) -> dict[str, Any]:
         return {"run_id": run_id, "model_uri": f"runs:/{run_id}/model"}
@@ -116,9 +115,10 @@ def log_models(settings: TrackingSettings, root: Path) -> Models:
         "mlops.snapshot_sha256": "feed" * 16,
         "mlops.snapshot_uri": "file:///x",
     }
+    noise = {"baseline": 0.25, "better": 0.0, "worse": 0.42, "weak": 0.48}
     runs = {
-        name: log_run(settings, experiment, fit_model(train, noise, seed=i), train, tags)
-        for i, (name, noise) in enumerate({"baseline": 0.25, "better": 0.0, "worse": 0.42}.items())
+        name: log_run(settings, experiment, fit_model(train, share, seed=i), train, tags)
+        for i, (name, share) in enumerate(noise.items())
     }
     return Models(settings, write_eval_snapshot(root, test, train), **runs)
 
@@ -198,3 +198,13 @@ def fault_proxy(upstream_url: str) -> Iterator[FaultProxy]:
     finally:
         proxy.server.shutdown()
         proxy.server.server_close()
+
+
+_LOGGED: dict[str, Models] = {}
+
+
+def shared_models(tracking_uri: str, root: Path) -> Models:
+    """:func:`log_models` once per tracking server and test session (test modules share the runs)."""
+    if tracking_uri not in _LOGGED:
+        _LOGGED[tracking_uri] = log_models(TrackingSettings(tracking_uri=tracking_uri), root)
+    return _LOGGED[tracking_uri]

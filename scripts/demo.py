@@ -1,18 +1,40 @@
-"""Run the demo on the embedded default: SQLite metadata DB, SQLite MLflow store, local artifacts.
+"""Run the whole retraining loop on the embedded default: SQLite Airflow DB and MLflow store, local files.
 
-Everything lands under ``.demo/`` in the repository; delete it to start over.
+Steps, on the example pipeline ``dags/pipelines/cancer.yaml`` (scikit-learn's breast-cancer
+table, bundled with scikit-learn, nothing downloaded):
+
+1. first data lands; ``retrain_cancer`` trains a small grid, evaluates, gates and promotes the
+   first champion;
+2. a second batch lands and posts the pipeline's new-data asset event; the asset-triggered
+   retrain trains on both batches and the gate decides against the champion;
+3. a live window whose features moved lands; ``monitor_cancer`` scores it with the champion,
+   finds drift and emits the drift asset event;
+4. that event triggers ``retrain_cancer`` again (labelled rows from the new distribution have
+   landed meanwhile); the run records ``drift`` as its cause in the decision record;
+5. nothing new: the retrain skips training and promotion, and says why.
+
+Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
+wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
+after consuming the pending events the way the scheduler does (``factory.local``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / ".demo"
+DEMO = Path(os.environ.get("MLOPS_DEMO_DIR") or REPO / ".demo").resolve()
+PIPELINE = "cancer"
+NEW_DATA = f"mlops.{PIPELINE}.new_data"
+DRIFT = f"mlops.{PIPELINE}.drift"
 
 
 def embedded_environment() -> dict[str, str]:
@@ -33,23 +55,217 @@ def embedded_environment() -> dict[str, str]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep .demo/ from an earlier run")
+    parser.add_argument("--verbose", action="store_true", help="show the task logs")
+    args = parser.parse_args(argv)
+    if not args.keep:
+        shutil.rmtree(DEMO, ignore_errors=True)
     (DEMO / "airflow").mkdir(parents=True, exist_ok=True)
     os.environ.update(embedded_environment())
+    if not args.verbose:
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    if bag.import_errors:
-        for path, error in bag.import_errors.items():
-            print(f"Import error in {path}:\n{error}", file=sys.stderr)
+    demo = Demo()
+    try:
+        demo.run()
+    except StepFailed as failure:
+        print(f"\nDEMO FAILED: {failure}", file=sys.stderr)
         return 1
-    dag = bag.get_dag("mlops_smoke")
-    run = dag.test()
-    print(f"\nDAG {dag.dag_id}: run {run.run_id} finished {run.state}")
-    return 0 if str(run.state) == "success" else 1
+    return 0
+
+
+class StepFailed(RuntimeError):
+    """A step did not end the way the loop needs."""
+
+
+class Demo:
+    """The loop, step by step, with a short summary of each."""
+
+    def __init__(self) -> None:
+        from airflow.dag_processing.dagbag import DagBag
+
+        from airflow_mlops_provider import datasets
+
+        self.datasets = datasets
+        self.data = DEMO / "data" / PIPELINE
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        if bag.import_errors:
+            raise SystemExit(
+                "Import errors:\n" + "\n".join(f"{p}:\n{e}" for p, e in bag.import_errors.items())
+            )
+        self.retrain = bag.dags[f"retrain_{PIPELINE}"]
+        self.monitor = bag.dags[f"monitor_{PIPELINE}"]
+        print(f"Parsed {len(bag.dags)} DAGs from dags/pipelines/*.yaml: {', '.join(sorted(bag.dags))}")
+
+    def run(self) -> None:
+        started = time.monotonic()
+        self.step(1, "first data lands; the first retrain makes a champion")
+        files = [self._write_batch(0)]
+        run = self.retrain.test()
+        self.expect(run, "success")
+        self.summarise_retrain(run)
+
+        self.step(2, "a second batch lands and posts the new-data asset event")
+        files = [self._write_batch(1)]
+        self._post(NEW_DATA, {"files": files})
+        run = self._asset_triggered(self.retrain, [NEW_DATA])
+        self.expect(run, "success")
+        self.summarise_retrain(run)
+
+        self.step(3, "a drifted live window lands; monitoring scores it and looks for drift")
+        window = self.datasets.live_window(PIPELINE, rows=200, drift=1.0, seed=3)
+        live = self.datasets.write(window, self.data / "live", "window-003")
+        print(f"  live window: {live} (200 rows, numeric features shifted by 1 std)")
+        run = self.monitor.test()
+        self.expect(run, "success")
+        drift = self.xcom(run, "detect_drift") or {}
+        events = self._events(DRIFT)
+        print(f"  drift: {drift.get('drift')}; drifted columns: {_short(drift.get('drifted_columns'))}")
+        print(f"  report: {drift.get('report_uri')}")
+        print(f"  drift asset events so far: {len(events)}")
+        if not drift.get("drift") or not events:
+            raise StepFailed("monitoring found no drift in a window shifted by 1 std")
+
+        self.step(4, "the drift event triggers a retrain on labelled rows from the new distribution")
+        shifted = self.datasets.drifted_batch(PIPELINE, drift=1.0, seed=3)
+        self.datasets.write(shifted, self.data / "train", "drifted-000")
+        run = self._asset_triggered(self.retrain, [DRIFT])
+        self.expect(run, "success")
+        self.summarise_retrain(run)
+
+        self.step(5, "nothing new: a scheduled-style rerun skips training and says why")
+        run = self.retrain.test()
+        self.expect(run, "success")
+        check = self.xcom(run, "check_unchanged") or {}
+        print(f"  {check.get('reason')}")
+        self.finish(time.monotonic() - started)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def summarise_retrain(self, run: Any) -> None:
+        states = self.states(run)
+        cause = self.xcom(run, "trigger_cause") or {}
+        snapshot = self.xcom(run, "ingest") or {}
+        print(f"  run {run.run_id}: {run.state}; trigger cause: {cause.get('cause')}")
+        sha = str(snapshot.get("sha256"))[:12]
+        print(f"  snapshot {sha}: {snapshot.get('rows')} rows {snapshot.get('splits')}")
+        check = self.xcom(run, "check_unchanged") or {}
+        if check.get("skip"):
+            print(f"  {check.get('reason')}")
+            return
+        trained = sorted(k for k, v in states.items() if k.startswith("train") and v == "success")
+        best = self.xcom(run, "select_best") or self.xcom(run, "train") or {}
+        best_metrics = _metrics(best.get("metrics"))
+        print(f"  trained {len(trained)} grid point(s); best run {best.get('run_id')} {best_metrics}")
+        evaluation = self.xcom(run, "evaluate") or {}
+        challenger = (evaluation.get("challenger") or {}).get("metrics")
+        champion = evaluation.get("champion") or {}
+        print(f"  challenger on the test split: {_metrics(challenger)}")
+        if champion:
+            old = _metrics(champion.get("metrics"))
+            print(f"  champion v{champion.get('version')} on the same split: {old}")
+        decision = self.xcom(run, "gate") or {}
+        reasons = _short(decision.get("reasons"))
+        print(f"  gate: {decision.get('verdict')} -> version {decision.get('version')}: {reasons}")
+        print(f"  decision record: {decision.get('record_uri')}")
+        print(f"  promote: {states.get('promote')}; champion now: {self._champion()}")
+
+    def finish(self, seconds: float) -> None:
+        print(f"\nLoop done in {seconds:.0f} s. Where to look:")
+        print(
+            f"  MLflow UI:     {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri sqlite:///{DEMO}/mlflow.db"
+        )
+        print(f"  snapshots, reports, decision records: {DEMO / 'artifacts' / PIPELINE}")
+        print(f"  example data:  {self.data}")
+        home = f"AIRFLOW_HOME={DEMO / 'airflow'} AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'}"
+        print(f"  Airflow UI:    {home} airflow standalone")
+
+    def step(self, number: int, title: str) -> None:
+        print(f"\n[{number}/5] {title}")
+
+    def expect(self, run: Any, state: str) -> None:
+        if str(run.state) != state:
+            failed = {k: v for k, v in self.states(run).items() if v not in ("success", "skipped")}
+            raise StepFailed(f"{run.dag_id} run {run.run_id} ended {run.state}; tasks: {failed}")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _write_batch(self, index: int) -> str:
+        path = self.datasets.write(
+            self.datasets.batch(PIPELINE, index, 2), self.data / "train", f"batch-{index:03d}"
+        )
+        print(f"  new data: {path}")
+        return path.as_uri()
+
+    def _post(self, asset: str, extra: dict[str, Any]) -> None:
+        from airflow_mlops_provider.factory.local import post_asset_event
+
+        post_asset_event(asset, extra)
+        print(f"  posted an asset event for {asset}")
+
+    def _asset_triggered(self, dag: Any, assets: list[str]) -> Any:
+        from airflow_mlops_provider.factory.local import test_asset_triggered
+
+        return test_asset_triggered(dag, assets)
+
+    def _events(self, asset: str) -> list[Any]:
+        from airflow.models.asset import AssetEvent, AssetModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            query = session.query(AssetEvent).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            return [e.id for e in query.filter(AssetModel.name == asset)]
+
+    def _champion(self) -> str:
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+        client = MlflowHook().client
+        try:
+            version = client.get_model_version_by_alias("cancer_diagnosis", "champion")
+        except Exception:
+            return "none"
+        return f"version {version.version}"
+
+    def states(self, run: Any) -> dict[str, str]:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+            return {
+                ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+                for ti in tis
+            }
+
+    def xcom(self, run: Any, task_id: str) -> Any:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
+                .first()
+            )
+            return None if row is None else XComModel.deserialize_value(row)
+
+
+def _metrics(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "{}"
+    return (
+        "{"
+        + ", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+        + "}"
+    )
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+"""Generated DAGs run end to end with dag.test() against a real MLflow server.
+
+The classification loop: a first retrain makes a champion (and notifies a webhook), an
+unchanged rerun skips training, monitoring finds drift in a shifted live window and emits the
+drift asset, and the run that consumes that event together with a new-data event records both
+causes in its decision record. The regression pipeline retrains and monitors a stable window;
+a manual rollback restores the previous champion.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airflow_mlops_provider import datasets
+from airflow_mlops_provider.factory.local import post_asset_event, test_asset_triggered
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LOADER = """
+from airflow_mlops_provider.factory import load_dags
+
+globals().update(load_dags({folder!r}))
+"""
+
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hooks.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    _Hooks.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Hooks.received
+    server.shutdown()
+
+
+def _pipeline(name: str, dataset: str, data: Path, root: Path, **extra: Any) -> dict[str, Any]:
+    task = datasets.DATASETS[dataset]["task"]
+    config = {
+        "name": name,
+        "owner": "tests",
+        "artifact_root": root.as_uri(),
+        "data": {
+            "source": {"uri": (data / "train").as_uri() + "/", "glob": "*.csv", "format": "csv"},
+            "split": {"by": "hash", "key": "id", "fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}},
+        },
+        "training": {
+            "target": datasets.target_of(dataset),
+            "task": task,
+            "hyperparameters": {"epochs": 15, "batch_size": 32, "lr": 0.01, "hidden": [16]},
+            "timeout": "10m",
+            "retries": 0,
+        },
+        "gate": {"max_regression": {"accuracy" if task == "classification" else "rmse": 1000.0}},
+        "monitoring": {
+            "source": {"uri": (data / "live").as_uri() + "/", "glob": "*.csv"},
+            "drift": {"exclude": ["id"]},
+        },
+        "triggers": {"new_data": True, "drift": True},
+        "defaults": {"retries": 0},
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture
+def factory(dags, mlflow_conn, tmp_path: Path):
+    """Write pipeline configs and a loader file; returns (write_config, load_dag)."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    loader = dags.write(LOADER.format(folder=str(folder)))
+
+    def write(config: dict[str, Any]) -> None:
+        (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
+
+    def load(dag_id: str) -> Any:
+        return dags.load(loader, dag_id)
+
+    return write, load
+
+
+def _champion(model: str) -> str | None:
+    from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+    aliases = MlflowHook().client.get_registered_model(model).aliases
+    return aliases.get("champion")
+
+
+def test_classification_loop(factory, dags, tmp_path: Path, webhook):
+    write, load = factory
+    url, received = webhook
+    data, root = tmp_path / "data", tmp_path / "artifacts"
+    name = "loop"
+    write(
+        _pipeline(
+            name, "cancer", data, root, notifications={"on_promotion": [{"type": "webhook", "url": url}]}
+        )
+    )
+    datasets.write(datasets.batch("cancer", 0, 2), data / "train", "batch-000")
+
+    # 1. first retrain: a champion, and the promotion webhook
+    retrain = load(f"retrain_{name}")
+    run = retrain.test()
+    states = dags.task_states(run)
+    assert run.state == "success", states
+    assert states["promote"] == "success"
+    assert dags.xcom(run, "trigger_cause")["cause"] == "manual"
+    decision = dags.xcom(run, "gate")
+    assert decision["verdict"] == "pass"
+    assert _champion(name) == str(decision["version"])
+    assert [m["event"] for m in received] == ["promotion"]
+    assert received[0]["decision"]["version"] == decision["version"]
+
+    # 2. same data, same config: skipped, and the log-worthy reason is in XCom
+    run = load(f"retrain_{name}").test()
+    states = dags.task_states(run)
+    check = dags.xcom(run, "check_unchanged")
+    assert check["skip"] is True and "Skipping training and promotion" in check["reason"]
+    assert {states[t] for t in ("validate", "train", "evaluate", "gate", "promote")} == {"skipped"}
+    assert run.state == "success"
+
+    # 3. monitoring a shifted live window: drift found, drift asset event emitted
+    datasets.write(datasets.live_window("cancer", rows=150, drift=1.0, seed=5), data / "live", "window-005")
+    run = load(f"monitor_{name}").test()
+    assert run.state == "success", dags.task_states(run)
+    drift = dags.xcom(run, "detect_drift")
+    assert drift["drift"] is True and drift["drifted_columns"]
+
+    # 4. new labelled data (with its new-data event) and the drift event fold into one run
+    shifted = datasets.drifted_batch("cancer", drift=1.0, seed=5)
+    landed = datasets.write(shifted, data / "train", "drifted-000")
+    post_asset_event(f"mlops.{name}.new_data", {"files": [landed.as_uri()]})
+    run = test_asset_triggered(load(f"retrain_{name}"), [f"mlops.{name}.new_data", f"mlops.{name}.drift"])
+    states = dags.task_states(run)
+    assert run.state == "success", states
+    cause = dags.xcom(run, "trigger_cause")
+    assert cause["cause"] == "drift+new_data"
+    by_kind = {e["kind"]: e for e in cause["events"]}
+    assert (
+        by_kind["drift"]["extra"]["drift"] is True and by_kind["drift"]["source_dag_id"] == f"monitor_{name}"
+    )
+    assert by_kind["new_data"]["extra"] == {"files": [landed.as_uri()]}
+    decision = dags.xcom(run, "gate")
+    record = Path(decision["record_uri"].removeprefix("file://")).read_text()
+    assert "drift+new_data" in record
+
+
+def test_regression_pipeline_and_rollback(factory, dags, tmp_path: Path):
+    write, load = factory
+    data, root = tmp_path / "data", tmp_path / "artifacts"
+    name = "progression"
+    write(_pipeline(name, "diabetes", data, root, triggers={"schedule": "0 2 * * *", "drift": True}))
+    datasets.write(datasets.batch("diabetes", 0, 2), data / "train", "batch-000")
+
+    run = load(f"retrain_{name}").test()
+    assert run.state == "success", dags.task_states(run)
+    first = dags.xcom(run, "gate")
+    assert first["verdict"] == "pass" and _champion(name) == str(first["version"])
+
+    datasets.write(datasets.batch("diabetes", 1, 2), data / "train", "batch-001")
+    run = load(f"retrain_{name}").test()
+    assert run.state == "success", dags.task_states(run)
+    second = dags.xcom(run, "gate")
+    assert second["verdict"] == "pass" and _champion(name) == str(second["version"])  # lenient gate
+
+    datasets.write(datasets.live_window("diabetes", rows=200, drift=0.0, seed=1), data / "live", "window-001")
+    run = load(f"monitor_{name}").test()
+    assert run.state == "success", dags.task_states(run)
+    assert dags.xcom(run, "detect_drift")["drift"] is False
+
+    run = load(f"rollback_{name}").test(run_conf={"reason": "regression spotted in review"})
+    assert run.state == "success", dags.task_states(run)
+    assert _champion(name) == str(first["version"])

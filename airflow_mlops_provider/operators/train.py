@@ -156,9 +156,8 @@ class TorchrunTrainOperator(BaseOperator):
             job, hook.settings, storage_options(self.artifact_root, self.aws_conn_id), log=self.log.info
         )
         result = self._launcher.run()
-        MlflowRunLink.persist(
-            context, run_url(hook.settings.browser_url, result["experiment_id"], result["run_id"])
-        )
+        result["run_url"] = run_url(hook.settings.browser_url, result["experiment_id"], result["run_id"])
+        MlflowRunLink.persist(context, result["run_url"])
         self.log.info("Trained %s: %s", result["model_uri"], json.dumps(result["metrics"], sort_keys=True))
         return result
 

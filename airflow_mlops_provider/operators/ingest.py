@@ -60,7 +60,7 @@ class IngestOperator(BaseOperator):
         csv_options: Mapping[str, Any] | None = None,
         split: Mapping[str, Any] | None = None,
         chunk_rows: int = 128_000,
-        block_mb: float = 16,
+        block_mb: float = 8,
         aws_conn_id: str | None = "aws_default",
         connect_attempts: int = 3,
         **kwargs: Any,

@@ -226,3 +226,19 @@ def test_peak_arrow_memory_is_bounded_by_chunk_size_not_input_size(tmp_path):
     peak_mb = json.loads(out.stdout.strip().splitlines()[-1])
     assert peak_mb < 12, f"Arrow peak {peak_mb:.1f} MB for a {size_mb:.0f} MB input"
     assert pq.ParquetFile(next((tmp_path / "art").rglob("data.parquet"))).metadata.num_rows == 1_500_000
+
+
+def test_object_storage_path_sources_bring_their_own_filesystem(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(jsonl_bytes(sample(0, 50)))
+    (folder / "b.csv.gz").write_bytes(gzip.compress(csv_bytes(sample(50, 80))))
+    ref = ingest_snapshot(ObjectStoragePath(folder.as_uri()), _root(tmp_path), "demo")
+    snap = open_snapshot(ref)
+    assert snap.read().equals(sample(0, 80))
+    assert [o["uri"] for o in snap.manifest["source_objects"]] == [
+        (folder / "a.jsonl").as_uri(),
+        (folder / "b.csv.gz").as_uri(),
+    ]

@@ -30,7 +30,7 @@ from airflow_mlops_provider.core.storage import Location
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 128_000
-DEFAULT_BLOCK_BYTES = 16 << 20
+DEFAULT_BLOCK_BYTES = 8 << 20
 
 
 def ingest_snapshot(

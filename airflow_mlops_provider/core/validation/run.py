@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
 from airflow_mlops_provider.core.ingest.safety import ensure_within, safe_component
 from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotError, SnapshotRef, open_snapshot
-from airflow_mlops_provider.core.storage import Location, join_uri
+from airflow_mlops_provider.core.storage import Location, is_local, join_uri
 from airflow_mlops_provider.core.validation.builtin import builtin_options, run_builtin
 from airflow_mlops_provider.core.validation.errors import ValidationConfigError, ValidationFailed
 from airflow_mlops_provider.core.validation.report import failure_message, render_html
@@ -169,12 +170,22 @@ def _report_dir(snap: Snapshot, artifact_root: str | None, pipeline: str | None,
 
 
 def _read(snap: Snapshot, split: str | None) -> pa.Table:
+    """One split, or all splits together; local files go through Arrow's native reader (threads,
+    memory map), which is several times faster than reading through a Python file object."""
     try:
         if split is not None or "data" in snap.manifest["splits"]:
-            return snap.read(split)
-        return pa.concat_tables(snap.read(name) for name in snap.manifest["splits"])
+            return _read_file(snap, snap.split_uri(split))
+        return pa.concat_tables(_read_file(snap, snap.split_uri(name)) for name in snap.manifest["splits"])
     except SnapshotError as err:
         raise ValidationConfigError(str(err)) from err
+
+
+def _read_file(snap: Snapshot, uri: str) -> pa.Table:
+    location = Location(uri, snap.location.storage_options)
+    fs = location.fs
+    if is_local(fs):
+        return pq.read_table(location.path, memory_map=True)
+    return pq.read_table(location.path, filesystem=fs)
 
 
 def _suite_id(expectations: list[dict[str, Any]], builtin: dict[str, Any] | None, reference: Any) -> str:

@@ -1,0 +1,190 @@
+"""Validation benchmark: 1,000,000 rows x 20 columns, 40 expectations, ours vs Great Expectations direct.
+
+Setup (not timed): a synthetic table (id, 9 floats, 5 ints, 5 categories) written as a snapshot.
+
+* ``gx_direct``: what a user would write by hand: load the snapshot's data file into pandas
+  (``pyarrow.parquet.read_table(...).to_pandas()``, the same conversion ours uses, so both
+  validate identically typed DataFrames), then an ephemeral context, pandas data source,
+  whole-DataFrame batch, an ``ExpectationSuite`` of the 40 expectations and
+  ``batch.validate(result_format="SUMMARY")``.
+* ``ours``: ``validate_snapshot`` on the snapshot: suite checks, reading the Parquet snapshot
+  into pandas, the builtin row-count / schema / null-rate checks (21 more results), the same GX
+  validation, and writing the JSON result and HTML report.
+* also reported: ``gx_in_memory``, GX alone on a DataFrame already in memory, and ``read``, the
+  Parquet-to-pandas load both sides need (so the reader can compare either way).
+
+All run in this process, alternately, ``repeats`` times; the fastest run of each is compared,
+by wall time and by CPU time of this process (the machine is shared with other jobs: the
+minimum, and CPU time, are the least noisy estimates). Target: overhead at most 15%.
+Run: ``python bench/validate.py`` (``--quick``: 100k rows, one repeat, not committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import WORK, print_table, quick_flag, write_results
+
+CATEGORIES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+
+
+def make_table(rows: int):
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    columns = {"id": np.arange(rows)}
+    for i in range(9):
+        columns[f"f{i}"] = rng.normal(100 * i, 5 + i, rows)
+    for i in range(5):
+        columns[f"n{i}"] = rng.integers(0, 1000 * (i + 1), rows)
+    for i in range(5):
+        columns[f"c{i}"] = rng.choice(CATEGORIES[: 3 + i % 4], rows)
+    return pa.table(columns)
+
+
+def suite(rows: int) -> list[dict]:
+    out: list[dict] = []
+    for i in range(9):
+        out.append({"expectation": "expect_column_values_to_be_between", "column": f"f{i}",
+                    "min_value": 100 * i - 20 * (5 + i), "max_value": 100 * i + 20 * (5 + i)})  # fmt: skip
+        out.append({"expectation": "expect_column_values_to_not_be_null", "column": f"f{i}"})
+    for i in range(5):
+        out.append({"expectation": "expect_column_values_to_be_between", "column": f"n{i}", "min_value": 0,
+                    "max_value": 1000 * (i + 1)})  # fmt: skip
+        out.append(
+            {"expectation": "expect_column_values_to_be_in_set", "column": f"c{i}", "value_set": CATEGORIES}
+        )
+    for i in range(5):
+        out.append({"expectation": "expect_column_mean_to_be_between", "column": f"f{i}",
+                    "min_value": 100 * i - 1, "max_value": 100 * i + 1})  # fmt: skip
+    for i in range(3):
+        out.append({"expectation": "expect_column_stdev_to_be_between", "column": f"f{i}",
+                    "min_value": 4 + i, "max_value": 6 + i})  # fmt: skip
+    names = ["id", *(f"f{i}" for i in range(9)), *(f"n{i}" for i in range(5)), *(f"c{i}" for i in range(5))]
+    out += [
+        {"expectation": "expect_column_values_to_be_unique", "column": "id"},
+        {"expectation": "expect_table_row_count_to_be_between", "min_value": rows, "max_value": rows},
+        {"expectation": "expect_table_columns_to_match_set", "column_set": names},
+        {"expectation": "expect_column_median_to_be_between", "column": "n0", "min_value": 400,
+         "max_value": 600},
+    ]  # fmt: skip
+    return out
+
+
+def gx_direct(df, expectations: list[dict]) -> bool:
+    """The hand-written GX 1.x equivalent, on a DataFrame."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("direct")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    objects = []
+    for item in expectations:
+        kwargs = {k: v for k, v in item.items() if k != "expectation"}
+        objects.append(get_expectation_impl(item["expectation"])(**kwargs))
+    result = batch.validate(gx.ExpectationSuite(name="direct", expectations=objects), result_format="SUMMARY")
+    return bool(result.success)
+
+
+def main() -> None:
+    quick = quick_flag()
+    rows, repeats = (100_000, 1) if quick else (1_000_000, 5)
+    logging.basicConfig(level=logging.WARNING)
+    import great_expectations  # noqa: F401  (import cost is not part of either side)
+
+    from airflow_mlops_provider.core.snapshot import write_snapshot
+    from airflow_mlops_provider.core.storage import Location
+    from airflow_mlops_provider.core.validation import validate_snapshot
+
+    work = WORK / "validate"
+    shutil.rmtree(work, ignore_errors=True)
+    table = make_table(rows)
+    ref = write_snapshot(table, Location(work.as_uri()), "bench").to_dict()
+    import pyarrow.parquet as pq
+
+    data_file = ref["uri"].removeprefix("file://") + "/data.parquet"
+    df = table.to_pandas()
+    del table
+    expectations = suite(rows)
+    # warm-up both paths once (GX registers metrics lazily on first use)
+    validate_snapshot(ref, suite=expectations)
+    assert gx_direct(df, expectations)
+
+    ours_runs, gx_runs, memory_runs, read_runs = [], [], [], []
+    ours_cpu, gx_cpu = [], []
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        loaded = pq.read_table(data_file).to_pandas()
+        read_runs.append(time.perf_counter() - start)
+        assert gx_direct(loaded, expectations)
+        gx_runs.append(time.perf_counter() - start)
+        gx_cpu.append(time.process_time() - cpu)
+        del loaded
+        start, cpu = time.perf_counter(), time.process_time()
+        outcome = validate_snapshot(ref, suite=expectations)
+        ours_runs.append(time.perf_counter() - start)
+        ours_cpu.append(time.process_time() - cpu)
+        assert outcome["success"], outcome
+        start = time.perf_counter()
+        assert gx_direct(df, expectations)
+        memory_runs.append(time.perf_counter() - start)
+    ours_s, gx_s, memory_s, read_s = min(ours_runs), min(gx_runs), min(memory_runs), min(read_runs)
+    overhead = ours_s / gx_s - 1
+    cpu_overhead = min(ours_cpu) / min(gx_cpu) - 1
+    print_table(
+        f"Validate {rows:,} rows x {df.shape[1]} columns, {len(expectations)} expectations "
+        f"(ours adds {outcome['evaluated'] - len(expectations)} builtin checks)",
+        [
+            ("ours_s", ours_s, f"min of {repeats}; median {statistics.median(ours_runs):.3f}"),
+            ("gx_direct_s", gx_s, f"min of {repeats}; median {statistics.median(gx_runs):.3f}"),
+            ("overhead", overhead, "ours_s / gx_direct_s - 1 (target <= 0.15)"),
+            ("ours_cpu_s", min(ours_cpu), "CPU time of this process, min"),
+            ("gx_direct_cpu_s", min(gx_cpu), "CPU time of this process, min"),
+            ("cpu_overhead", cpu_overhead, "ours_cpu_s / gx_direct_cpu_s - 1"),
+            ("gx_in_memory_s", memory_s, "GX alone on a DataFrame already in memory"),
+            ("read_s", read_s, "Parquet to pandas load of the snapshot (inside gx_direct_s)"),
+            ("overhead_vs_in_memory", ours_s / memory_s - 1, "ours_s / gx_in_memory_s - 1 (load included)"),
+        ],
+    )
+    write_results(
+        "validate",
+        {
+            "ours_s": round(ours_s, 3),
+            "gx_direct_s": round(gx_s, 3),
+            "overhead": round(overhead, 4),
+            "ours_cpu_s": round(min(ours_cpu), 3),
+            "gx_direct_cpu_s": round(min(gx_cpu), 3),
+            "cpu_overhead": round(cpu_overhead, 4),
+            "gx_in_memory_s": round(memory_s, 3),
+            "read_s": round(read_s, 3),
+            "overhead_vs_in_memory": round(ours_s / memory_s - 1, 4),
+            "ours_median_s": round(statistics.median(ours_runs), 3),
+            "gx_direct_median_s": round(statistics.median(gx_runs), 3),
+            "rows": rows,
+            "columns": df.shape[1],
+            "expectations": len(expectations),
+            "builtin_checks": outcome["evaluated"] - len(expectations),
+            "repeats": repeats,
+        },
+        quick,
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -112,3 +112,39 @@ def test_snapshots_can_live_on_s3_too(dags, s3_bucket, put, moto_endpoint):
     assert sorted(k["Key"].rsplit("/", 1)[1] for k in keys) == ["data.parquet", "manifest.json"]
     manifest_key = f"artifacts/demo/snapshots/{ref['sha256']}/manifest.json"
     assert json.loads(client.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())["rows"] == 100
+
+
+def test_unreachable_endpoint_and_escaping_pipeline_fail_their_tasks_clearly(
+    dags, s3_bucket, put, tmp_path, capsys, monkeypatch
+):
+    from tests.support.services import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEAD",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": dead, "region_name": "us-east-1",
+                    "config_kwargs": {"retries": {"max_attempts": 1}}}}),
+    )  # fmt: skip
+    put("in/a.csv", csv_bytes(sample(0, 10)))
+    root = tmp_path / "artifacts"
+    run = dags.run(
+        f"""
+        from airflow.sdk import DAG
+        from airflow_mlops_provider.operators.ingest import IngestOperator
+
+        SOURCE, ROOT = "s3://{s3_bucket}/in/", "{root.as_uri()}"
+
+        with DAG("ingest_faults", schedule=None) as dag:
+            IngestOperator(task_id="unreachable", source=SOURCE, artifact_root=ROOT, pipeline="demo",
+                           aws_conn_id="aws_dead", connect_attempts=2)
+            IngestOperator(task_id="escape", source=SOURCE, artifact_root=ROOT, pipeline="../../outside")
+        """,
+        "ingest_faults",
+    )  # fmt: skip
+    assert dags.task_states(run) == {"unreachable": "failed", "escape": "failed"}
+    out = capsys.readouterr()
+    logs = out.out + out.err
+    assert f"Cannot reach storage to list s3://{s3_bucket}/in/ at {dead} after 2 attempts" in logs
+    assert "Storage unreachable (attempt 1/2)" in logs
+    assert "pipeline '../../outside' is not a safe name" in logs
+    assert published_files(root) == [] and not (tmp_path / "outside").exists()

@@ -242,3 +242,21 @@ def test_object_storage_path_sources_bring_their_own_filesystem(tmp_path):
         (folder / "a.jsonl").as_uri(),
         (folder / "b.csv.gz").as_uri(),
     ]
+
+
+def test_progress_is_logged_with_objects_bytes_and_rows(tmp_path, caplog):
+    import logging
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.csv").write_bytes(csv_bytes(sample(0, 5000)))
+    caplog.set_level(logging.INFO, logger="airflow_mlops_provider")
+    ingest_snapshot(
+        [(tmp_path / "a.csv").as_uri(), (tmp_path / "b.csv").as_uri()], _root(tmp_path), "demo",
+        block_bytes=16 * 1024, progress_every_s=0,
+    )  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("Ingesting 2 object(s), ")
+    assert any(line.startswith("Reading object 2/2: " + (tmp_path / "b.csv").as_uri()) for line in lines)
+    progress = [line for line in lines if line.startswith("Ingest progress: object ")]
+    assert len(progress) > 4 and "10,000 rows" in progress[-1] and "of" in progress[-1]
+    assert lines[-1].startswith("Snapshot file://") and "10000 rows" in lines[-1]

@@ -314,10 +314,15 @@ def _numeric(
 
 
 def _moments(prefix: str, values: np.ndarray) -> dict[str, float]:
-    """Mean and standard deviation for the report, from one dot product (no temporaries)."""
-    mean = float(values.sum() / values.size)
-    var = max(float(np.dot(values, values)) / values.size - mean * mean, 0.0)
-    return {f"{prefix}_mean": mean, f"{prefix}_std": var**0.5}
+    """Mean and standard deviation for the report, summed chunk by chunk (no large temporaries)."""
+    total = squares = 0.0
+    step = 1 << 15
+    for start in range(0, values.size, step):
+        chunk = values[start : start + step]
+        total += float(np.add.reduce(chunk))
+        squares += float(np.add.reduce(chunk * chunk))
+    mean = total / values.size
+    return {f"{prefix}_mean": mean, f"{prefix}_std": max(squares / values.size - mean * mean, 0.0) ** 0.5}
 
 
 def _numeric_plot(ref_sorted: np.ndarray, values: np.ndarray) -> dict[str, Any]:

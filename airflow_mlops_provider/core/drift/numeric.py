@@ -67,18 +67,19 @@ def psi_threshold(base: float, bins: int, n_ref: int, n_cur: int) -> float:
 
 
 def ks_pvalue(d: float, n_ref: int, n_cur: int, ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
-    """Two-sided KS p-value as scipy's ``method="auto"``: exact for small samples, else asymptotic.
+    """Two-sided KS p-value: exact for small samples (as scipy's ``method="auto"``), else asymptotic.
 
-    The exact distribution dominates scipy's runtime at 1e6 rows; above ``EXACT_KS_MAX_N`` values
-    per sample the asymptotic Kolmogorov distribution ``kstwo.sf(D, round(nm/(n+m)))`` is used.
+    Above ``EXACT_KS_MAX_N`` values per sample the limiting Kolmogorov distribution is used:
+    ``p = kstwobign.sf(sqrt(nm/(n+m)) * D)``. (scipy's ``method="asymp"`` evaluates the
+    finite-n distribution ``kstwo.sf(D, round(nm/(n+m)))`` instead, which costs ~70 ms per
+    column at 1e6 rows; the two differ by O(1/sqrt(n)) relative.)
     """
     from scipy import stats
 
     if max(n_ref, n_cur) <= EXACT_KS_MAX_N:
         return float(stats.ks_2samp(ref_sorted, cur_sorted, method="auto").pvalue)
-    m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
-    en = m * n / (m + n)
-    return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    en = float(n_ref) * float(n_cur) / (float(n_ref) + float(n_cur))
+    return float(np.clip(stats.kstwobign.sf(math.sqrt(en) * d), 0.0, 1.0))
 
 
 def merged_ks_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
@@ -93,11 +94,11 @@ def merged_ks_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tup
     (``scipy.stats.wasserstein_distance``).
     """
     n, m = ref_sorted.size, cur_sorted.size
-    ref_le = np.searchsorted(ref_sorted, cur_sorted, side="right")
+    ref_le = search_sorted(ref_sorted, cur_sorted, "right")
     gap_cur, shared = _max_gap(ref_le, m, n, cur_sorted, ref_sorted)
     # #cur <= ref[i] = #{j: #ref < cur[j] <= i}; only values present in both samples need the
     # strict count (a second search), continuous data reuses the first one.
-    ref_lt = np.searchsorted(ref_sorted, cur_sorted, side="left") if shared else ref_le
+    ref_lt = search_sorted(ref_sorted, cur_sorted, "left") if shared else ref_le
     cur_le = np.bincount(ref_lt, minlength=n + 1)[:n]
     del ref_lt, ref_le
     np.cumsum(cur_le, out=cur_le)
@@ -107,6 +108,25 @@ def merged_ks_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tup
 
 
 _CHUNK = 1 << 15
+
+
+def search_sorted(haystack: np.ndarray, needles: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted`` for sorted needles: each chunk searches only its slice of the haystack.
+
+    The slice a chunk of sorted needles can land in is found first, so the binary searches
+    run over a cache-resident range instead of the whole array.
+    """
+    size = needles.size
+    out = np.empty(size, dtype=np.intp)
+    starts = np.searchsorted(haystack, needles[::_CHUNK], side=side)
+    for i, start in enumerate(range(0, size, _CHUNK)):
+        stop = min(start + _CHUNK, size)
+        lo = int(starts[i])
+        hi = int(starts[i + 1]) if i + 1 < starts.size else haystack.size
+        if stop < size:  # needles[stop] lands at hi, so all of this chunk lands at or before it
+            hi = min(haystack.size, hi + 1)
+        np.add(np.searchsorted(haystack[lo:hi], needles[start:stop], side=side), lo, out=out[start:stop])
+    return out
 
 
 def _max_gap(
@@ -157,7 +177,11 @@ def quantile_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> floa
     """
     n, m = ref_sorted.size, cur_sorted.size
     if n == m:
-        return float(np.abs(ref_sorted - cur_sorted).mean())
+        total = 0.0
+        for start in range(0, n, _CHUNK):
+            gap = ref_sorted[start : start + _CHUNK] - cur_sorted[start : start + _CHUNK]
+            total += float(np.abs(gap, out=gap).sum())
+        return total / n
     cur_points = np.arange(m, dtype=np.int64) * n
     at = np.arange(m, dtype=np.int64) + (cur_points + m - 1) // m
     is_cur = np.zeros(n + m, dtype=bool)

@@ -1,0 +1,357 @@
+"""Drift benchmark: our engine vs Evidently, NannyML, a scipy ks_2samp loop and the NumPy sort floor.
+
+Data: a reference and a current window of ROWS rows x (20 numeric + 3 categorical) columns,
+three numeric columns shifted by 0.5 sigma in the current window, as Parquet under
+``bench/.work/drift/``. Every contender runs in its own child process that loads both windows
+first (untimed) and then times only the drift computation; peak RSS is the child's.
+
+- ``ours``: cold run, reference statistics fitted inside the timed section (default 2 workers);
+- ``ours_1thread``: the same with one worker;
+- ``ours_stored``: a monitoring run that loads stored reference statistics (fitted before);
+- ``scipy_loop``: ``scipy.stats.ks_2samp`` per numeric column (its default method);
+- ``sort_floor``: ``np.sort`` of every numeric column of both windows, once;
+- ``evidently``: ``Report([DataDriftPreset()])`` (Evidently 0.7, in ``bench/.envs/evidently``);
+- ``nannyml``: ``UnivariateDriftCalculator`` with KS and chi-square, one chunk (fit + calculate,
+  in ``bench/.envs/nannyml``).
+- ``stream``: STREAM_ROWS rows per window, both read column by column from Parquet.
+
+The baselines need pandas < 3, so each gets a virtualenv made here with pip from the package
+registry; when that is impossible the figure is null and the reason is recorded.
+
+Usage: ``python bench/drift.py`` (full) or ``python bench/drift.py --quick`` (smoke).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import WORK, print_table, quick_flag, run_measured, write_results
+
+ENVS = Path(__file__).resolve().parent / ".envs"
+DATA = WORK / "drift"
+NUMERIC = [f"x{i:02d}" for i in range(20)]
+CATEGORICAL = ["colour", "region", "segment"]
+SHIFTED = ["x03", "x08", "x15"]
+BASELINES = {
+    "evidently": ["evidently==0.7.23", "pandas<3", "pyarrow"],
+    "nannyml": ["nannyml==0.13.1", "statsmodels", "pandas<3", "pyarrow"],
+}
+
+
+# --- data -----------------------------------------------------------------------------------------
+def make_window(rows: int, seed: int, shifted: bool, path: Path) -> None:
+    """Write one window as Parquet in row groups of 1M rows (bounded memory at 10M rows)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    tmp = path.with_suffix(".tmp")
+    writer = None
+    step = 1_000_000
+    for start in range(0, rows, step):
+        n = min(step, rows - start)
+        cols: dict[str, Any] = {}
+        for i, name in enumerate(NUMERIC):
+            shift = 0.5 if shifted and name in SHIFTED else 0.0
+            scale = 1.0 + (i % 5)
+            cols[name] = (
+                rng.normal(shift * scale, scale, n)
+                if i % 2 == 0
+                else rng.gamma(2.0, scale, n) + shift * scale * 2**0.5
+            )
+        cols["colour"] = rng.choice(["red", "green", "blue", "grey"], n, p=[0.4, 0.3, 0.2, 0.1])
+        cols["region"] = rng.choice(["eu", "us", "apac", "latam", "mea"], n)
+        cols["segment"] = rng.choice([f"s{k:02d}" for k in range(30)], n)
+        table = pa.table(cols)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=step)
+    writer.close()
+    tmp.rename(path)
+
+
+def windows(rows: int) -> tuple[Path, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    ref, cur = DATA / f"ref-{rows}.parquet", DATA / f"cur-{rows}.parquet"
+    if not ref.exists():
+        make_window(rows, 1, False, ref)
+    if not cur.exists():
+        make_window(rows, 2, True, cur)
+    return ref, cur
+
+
+# --- children -----------------------------------------------------------------------------------
+def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
+    """Run one contender in this (child) process and write its timed figures to ``out``."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import scipy.stats  # noqa: F401  (imports are not part of anyone's timing)
+
+    from airflow_mlops_provider.core.drift import DriftConfig, compare, reference_from_source
+    from airflow_mlops_provider.core.drift.columns import ParquetSource, TableSource
+    from airflow_mlops_provider.core.drift.reference import load_reference
+    from airflow_mlops_provider.core.storage import Location
+
+    figures: dict[str, Any] = {}
+    if mode == "stream":
+        cfg = DriftConfig()
+        start = time.perf_counter()
+        stats = reference_from_source(ParquetSource(pq.ParquetFile(ref)), cfg, store=Location(store))
+        result = compare(stats, ParquetSource(pq.ParquetFile(cur)), cfg)
+        figures["seconds"] = time.perf_counter() - start
+        figures["drifted"] = sorted(result.drifted_columns)
+        Path(out).write_text(json.dumps(figures))
+        return
+    ref_t, cur_t = pq.read_table(ref), pq.read_table(cur)
+    figures["input_mb"] = (ref_t.nbytes + cur_t.nbytes) / 2**20
+    if mode in ("ours", "ours_1thread"):
+        cfg = DriftConfig(workers=1 if mode == "ours_1thread" else 2)
+        start = time.perf_counter()
+        result = compare(reference_from_source(TableSource(ref_t), cfg), TableSource(cur_t), cfg)
+        figures["seconds"] = time.perf_counter() - start
+        figures["drifted"] = sorted(result.drifted_columns)
+    elif mode == "ours_fit_store":
+        cfg = DriftConfig()
+        start = time.perf_counter()
+        reference_from_source(TableSource(ref_t), cfg, store=Location(store)).fit_all().commit()
+        figures["seconds"] = time.perf_counter() - start
+    elif mode == "ours_stored":
+        cfg = DriftConfig()
+        start = time.perf_counter()
+        stats = load_reference(Location(store), cfg)
+        assert stats is not None, "no stored reference statistics"
+        result = compare(stats, TableSource(cur_t), cfg)
+        figures["seconds"] = time.perf_counter() - start
+        figures["drifted"] = sorted(result.drifted_columns)
+    elif mode == "scipy_loop":
+        from scipy import stats as st
+
+        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in NUMERIC]
+        start = time.perf_counter()
+        pvalues = [st.ks_2samp(a, b).pvalue for a, b in cols]
+        figures["seconds"] = time.perf_counter() - start
+        figures["drifted"] = sorted(
+            c for c, p in zip(NUMERIC, pvalues, strict=True) if p < 0.05 / len(NUMERIC)
+        )
+    elif mode == "sort_floor":
+        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in NUMERIC]
+        start = time.perf_counter()
+        for a, b in cols:
+            np.sort(a)
+            np.sort(b)
+        figures["seconds"] = time.perf_counter() - start
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    Path(out).write_text(json.dumps(figures))
+
+
+EVIDENTLY = r"""
+import json, sys, time
+import pandas as pd
+ref, cur = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+from evidently import Report
+from evidently.presets import DataDriftPreset
+start = time.perf_counter()
+snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
+payload = snapshot.dict()
+seconds = time.perf_counter() - start
+drifted, count = [], None
+for metric in payload.get("metrics", []):
+    config = metric.get("config", {})
+    if config.get("type", "").endswith("DriftedColumnsCount"):
+        count = metric["value"]["count"]
+    elif config.get("type", "").endswith("ValueDrift"):
+        method, value, threshold = config.get("method", "").lower(), metric["value"], config["threshold"]
+        is_p_value = "p_value" in method or "p-value" in method
+        if (value < threshold) if is_p_value else (value >= threshold):
+            drifted.append(config["column"])
+json.dump({"seconds": seconds, "drifted": sorted(drifted), "drifted_count": count}, open(sys.argv[3], "w"))
+"""
+
+NANNYML = r"""
+import json, sys, time
+import pandas as pd
+ref, cur = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+import nannyml as nml
+cols = list(ref.columns)
+start = time.perf_counter()
+calc = nml.UnivariateDriftCalculator(
+    column_names=cols, continuous_methods=["kolmogorov_smirnov"], categorical_methods=["chi2"], chunk_number=1
+)
+calc.fit(ref)
+fitted = time.perf_counter()
+result = calc.calculate(cur)
+seconds = time.perf_counter() - start
+frame = result.filter(period="analysis").to_df()
+alerts = {k[0] for k in frame.columns if k[0] in cols and k[-1] == "alert" and bool(frame[k].any())}
+json.dump({"seconds": seconds, "fit_s": fitted - start, "calculate_s": seconds - (fitted - start),
+           "drifted": sorted(alerts)}, open(sys.argv[3], "w"), default=str)
+"""
+
+
+def ensure_env(name: str) -> tuple[Path | None, str | None]:
+    """A virtualenv with the baseline installed (made on first use); (python, None) or (None, reason)."""
+    env = ENVS / name
+    python = env / "bin" / "python"
+    probe = [str(python), "-c", f"import {name}"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python, None
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True, capture_output=True)
+        pip = [str(python), "-m", "pip", "install", "-q", *BASELINES[name]]
+        proc = subprocess.run(pip, capture_output=True, text=True, timeout=1800)
+    except (subprocess.SubprocessError, OSError) as err:
+        return None, f"could not create the {name} virtualenv: {err}"
+    if proc.returncode != 0:
+        return None, f"pip install {' '.join(BASELINES[name])} failed: {proc.stderr.strip()[-400:]}"
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        return None, f"{name} installed but does not import"
+    return python, None
+
+
+def measure(args: list[str]) -> dict[str, Any]:
+    """Run a child, return its figures plus wall time and peak RSS."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = handle.name
+    wall, rss = run_measured([*args, out])
+    figures = json.loads(Path(out).read_text())
+    os.unlink(out)
+    return {**figures, "wall_s": wall, "peak_rss_mb": rss}
+
+
+def ours(mode: str, ref: Path, cur: Path, store: Path) -> dict[str, Any]:
+    return measure([sys.executable, __file__, "--child", mode, str(ref), str(cur), str(store)])
+
+
+def main() -> None:
+    quick = quick_flag()
+    rows = 100_000 if quick else 1_000_000
+    stream_rows = 1_000_000 if quick else 10_000_000
+    ref, cur = windows(rows)
+    store = Path(tempfile.mkdtemp(prefix="drift-store-"))
+    figures: dict[str, Any] = {"rows": rows, "columns": len(NUMERIC) + len(CATEGORICAL)}
+    notes: dict[str, str] = {}
+
+    runs = {
+        mode: ours(mode, ref, cur, store) for mode in ("sort_floor", "ours", "ours_1thread", "scipy_loop")
+    }
+    ours(  # fit and store the reference statistics (a training-time or first-run cost)
+        "ours_fit_store", ref, cur, store
+    )
+    runs["ours_stored"] = ours("ours_stored", ref, cur, store)
+    for name, script in (("evidently", EVIDENTLY), ("nannyml", NANNYML)):
+        python, reason = ensure_env(name)
+        if python is None:
+            runs[name] = None
+            notes[name] = reason or "unavailable"
+            continue
+        try:
+            runs[name] = measure([str(python), "-c", script, str(ref), str(cur)])
+        except (RuntimeError, json.JSONDecodeError, FileNotFoundError) as err:
+            runs[name] = None
+            notes[name] = f"run failed: {err}"
+
+    stream_ref, stream_cur = windows(stream_rows)
+    stream_store = Path(tempfile.mkdtemp(prefix="drift-stream-store-"))
+    runs["stream"] = ours("stream", stream_ref, stream_cur, stream_store)
+
+    figures.update(
+        ours_s=runs["ours"]["seconds"],
+        ours_1thread_s=runs["ours_1thread"]["seconds"],
+        ours_stored_reference_s=runs["ours_stored"]["seconds"],
+        scipy_loop_s=runs["scipy_loop"]["seconds"],
+        sort_floor_s=runs["sort_floor"]["seconds"],
+        evidently_s=runs["evidently"]["seconds"] if runs["evidently"] else None,
+        nannyml_s=runs["nannyml"]["seconds"] if runs["nannyml"] else None,
+        ours_peak_rss_mb=runs["ours"]["peak_rss_mb"],
+        ours_1thread_peak_rss_mb=runs["ours_1thread"]["peak_rss_mb"],
+        evidently_peak_rss_mb=runs["evidently"]["peak_rss_mb"] if runs["evidently"] else None,
+        nannyml_peak_rss_mb=runs["nannyml"]["peak_rss_mb"] if runs["nannyml"] else None,
+        input_mb=runs["ours"]["input_mb"],
+        ours_drifted=runs["ours"]["drifted"],
+        scipy_loop_drifted=runs["scipy_loop"]["drifted"],
+        evidently_drifted=runs["evidently"]["drifted"] if runs["evidently"] else None,
+        nannyml_drifted=runs["nannyml"]["drifted"] if runs["nannyml"] else None,
+        nannyml_fit_s=runs["nannyml"]["fit_s"] if runs["nannyml"] else None,
+        nannyml_calculate_s=runs["nannyml"]["calculate_s"] if runs["nannyml"] else None,
+        stream_rows=stream_rows,
+        stream_s=runs["stream"]["seconds"],
+        stream_peak_rss_mb=runs["stream"]["peak_rss_mb"],
+        stream_window_mb=_window_mb(stream_rows),
+        stream_drifted=runs["stream"]["drifted"],
+        load_average_1m=os.getloadavg()[0],
+        notes=notes or None,
+    )
+    ratios = {
+        "evidently_over_ours": _ratio(figures["evidently_s"], figures["ours_s"]),
+        "nannyml_over_ours": _ratio(figures["nannyml_s"], figures["ours_s"]),
+        "scipy_loop_over_ours": _ratio(figures["scipy_loop_s"], figures["ours_s"]),
+        "ours_over_sort_floor": _ratio(figures["ours_s"], figures["sort_floor_s"]),
+        "ours_1thread_over_sort_floor": _ratio(figures["ours_1thread_s"], figures["sort_floor_s"]),
+        "ours_over_stored_reference": _ratio(figures["ours_s"], figures["ours_stored_reference_s"]),
+        "peak_rss_over_input": _ratio(figures["ours_peak_rss_mb"], figures["input_mb"]),
+        "stream_peak_rss_over_window": _ratio(figures["stream_peak_rss_mb"], figures["stream_window_mb"]),
+    }
+    figures.update({f"{k}_ratio": v for k, v in ratios.items()})
+    rows_out = [
+        ("ours (cold, 2 workers) s", figures["ours_s"], f"drifted {figures['ours_drifted']}"),
+        ("ours (cold, 1 worker) s", figures["ours_1thread_s"], ""),
+        ("ours (stored reference) s", figures["ours_stored_reference_s"], ""),
+        ("sort floor s", figures["sort_floor_s"], f"ours / floor = {ratios['ours_over_sort_floor']}"),
+        ("scipy ks_2samp loop s", figures["scipy_loop_s"], f"{ratios['scipy_loop_over_ours']}x ours"),
+        (
+            "evidently DataDriftPreset s",
+            figures["evidently_s"] or float("nan"),
+            _note("evidently", ratios, notes),
+        ),
+        ("nannyml univariate s", figures["nannyml_s"] or float("nan"), _note("nannyml", ratios, notes)),
+        ("ours peak RSS MB", figures["ours_peak_rss_mb"], f"input {figures['input_mb']:.0f} MB"),
+        (
+            f"stream {stream_rows:,} rows s",
+            figures["stream_s"],
+            f"peak RSS {figures['stream_peak_rss_mb']:.0f} MB",
+        ),
+    ]
+    print_table(
+        f"Drift, {rows:,} rows x {figures['columns']} columns (load avg {figures['load_average_1m']:.1f})",
+        rows_out,
+    )
+    write_results("drift", figures, quick)
+
+
+def _window_mb(rows: int) -> float:
+    """In-memory Arrow size of one window of ``rows`` rows (numeric float64 + three string columns)."""
+    import pyarrow.parquet as pq
+
+    ref, _ = windows(rows)
+    meta = pq.ParquetFile(ref).metadata
+    sample = pq.ParquetFile(ref).read_row_group(0)
+    return sample.nbytes / sample.num_rows * meta.num_rows / 2**20
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def _note(name: str, ratios: dict[str, float | None], notes: dict[str, str]) -> str:
+    if name in notes:
+        return f"null: {notes[name][:80]}"
+    return f"{ratios[f'{name}_over_ours']}x ours"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        # --child MODE REF CUR STORE OUT
+        child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6], sys.argv[5])
+    else:
+        main()

@@ -260,3 +260,19 @@ def test_progress_is_logged_with_objects_bytes_and_rows(tmp_path, caplog):
     progress = [line for line in lines if line.startswith("Ingest progress: object ")]
     assert len(progress) > 4 and "10,000 rows" in progress[-1] and "of" in progress[-1]
     assert lines[-1].startswith("Snapshot file://") and "10000 rows" in lines[-1]
+
+
+def test_csv_options_are_applied_and_unknown_ones_named(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"id;amount;city\n1;2,5;x\n2;NA;y\n")
+    ref = ingest_snapshot(
+        src.as_uri(), _root(tmp_path), "demo",
+        csv_options={"delimiter": ";", "decimal_point": ",", "null_values": ["NA"]},
+    )  # fmt: skip
+    assert open_snapshot(ref).read().column("amount").to_pylist() == [2.5, None]
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_bytes(b'id,note\n1,"two\nlines"\n2,plain\n')
+    ref = ingest_snapshot(quoted.as_uri(), _root(tmp_path), "demo", csv_options={"newlines_in_values": True})
+    assert open_snapshot(ref).read().column("note").to_pylist() == ["two\nlines", "plain"]
+    with pytest.raises(IngestError, match=r"csv_options: unknown option\(s\) \['delimeter'\]"):
+        ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", csv_options={"delimeter": ";"})

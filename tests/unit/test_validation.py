@@ -202,3 +202,35 @@ def test_snapshot_or_pipeline_outside_the_artifact_root_is_refused(root, tmp_pat
         not (root / "demo" / "reports").exists()
         and not (tmp_path / "elsewhere" / "demo" / "reports").exists()
     )
+
+
+def test_a_column_the_suite_names_but_the_data_lacks_is_reported_by_both_layers(root):
+    suite = [{"expectation": "expect_column_values_to_not_be_null", "column": "nope"}]
+    with pytest.raises(ValidationFailed) as err:
+        validate_snapshot(_snap(root, _table(10)), suite=suite)
+    message = str(err.value)
+    assert "expect_column_to_exist on column 'nope': observed missing [builtin]" in message
+    assert "expect_column_values_to_not_be_null on column 'nope': error: " in message
+    assert 'The column "nope" in BatchData does not exist' in message
+
+
+def test_inference_covers_decimal_boolean_and_leaves_timestamps_alone(root):
+    import datetime
+    import decimal
+
+    table = pa.table(
+        {
+            "price": pa.array([decimal.Decimal("1.50"), decimal.Decimal("2.25")], pa.decimal128(6, 2)),
+            "flag": [True, False],
+            "seen": pa.array([datetime.datetime(2024, 1, 1), datetime.datetime(2024, 2, 1)]),
+        }
+    )
+    reference = _snap(root, table)
+    outcome = validate_snapshot(reference, reference=reference)
+    assert outcome["success"]
+    document = json.loads(Path(outcome["result_uri"].removeprefix("file://")).read_text())
+    inferred = {(e["type"], e["kwargs"]["column"]) for e in document["expectations"]}
+    assert inferred == {
+        ("expect_column_values_to_be_between", "price"),
+        ("expect_column_values_to_be_in_set", "flag"),
+    }

@@ -45,6 +45,21 @@ class ReadSpec:
     csv_options: Mapping[str, Any] | None = None
 
 
+_PARSE_KEYS = ("delimiter", "quote_char", "double_quote", "escape_char", "ignore_empty_lines")
+_CONVERT_KEYS = (
+    "null_values", "true_values", "false_values", "strings_can_be_null", "quoted_strings_can_be_null",
+    "decimal_point", "timestamp_parsers", "include_columns", "auto_dict_encode",
+)  # fmt: skip
+
+
+def check_csv_options(options: Mapping[str, Any] | None) -> None:
+    """Fail early, naming the key, on a CSV option this reader does not take."""
+    known = {*_PARSE_KEYS, *_CONVERT_KEYS, "column_types", "newlines_in_values"}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise IngestError(f"csv_options: unknown option(s) {unknown}; expected some of {sorted(known)}")
+
+
 def detect_format(uri: str, spec: ReadSpec) -> tuple[str, str | None]:
     """``(format, compression)`` for one object: the configured values, else from its name."""
     name = uri.lower().split("?", 1)[0]
@@ -107,7 +122,9 @@ def _csv(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> pacsv.CSVStre
     column_types = dict(options.pop("column_types", {}) or {})
     if target is not None:
         column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
-    parse = pacsv.ParseOptions(**{k: options.pop(k) for k in ("delimiter", "quote_char") if k in options})
+    parse = pacsv.ParseOptions(
+        **{k: options.pop(k) for k in (*_PARSE_KEYS, "newlines_in_values") if k in options}
+    )
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=spec.block_bytes, use_threads=True),
@@ -127,7 +144,8 @@ def _csv_blocks(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> tuple[
     column_types = dict(options.pop("column_types", {}) or {})
     if target is not None:
         column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
-    parse = pacsv.ParseOptions(**{k: options.pop(k) for k in ("delimiter", "quote_char") if k in options})
+    options.pop("newlines_in_values", None)
+    parse = pacsv.ParseOptions(**{k: options.pop(k) for k in _PARSE_KEYS if k in options})
     internal = max(1 << 20, min(spec.block_bytes // 8, 4 << 20))
 
     def parse_block(data: bytes, names: list[str] | None, types: dict[str, Any]) -> pa.Table:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
-from airflow_mlops_provider.core.ingest.formats import ReadSpec, read_object
+from airflow_mlops_provider.core.ingest.formats import ReadSpec, check_csv_options, read_object
 from airflow_mlops_provider.core.ingest.safety import safe_component
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
@@ -66,6 +66,7 @@ def ingest_snapshot(
     items = list(source) if isinstance(source, list | tuple) else [source]
     if not items:
         raise IngestError("No source given")
+    check_csv_options(csv_options)
     splitter = parse_split(split)
     target = _parse_schema(schema)
     spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)

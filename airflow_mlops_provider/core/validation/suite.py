@@ -148,6 +148,8 @@ class _ColumnStats:
         extra = {"mostly": mostly} if mostly < 1 else {}
         meta = {"inferred": True}
         if _numeric(self.dtype) and self.low is not None:
+            if pa.types.is_decimal(self.dtype):
+                self.low, self.high = float(self.low), float(self.high)
             margin = (self.high - self.low) * float(opts["range_margin"])
             low, high = self.low - margin, self.high + margin
             if pa.types.is_integer(self.dtype):

@@ -99,6 +99,10 @@ class Demo:
         self.retrain = bag.dags[f"retrain_{PIPELINE}"]
         self.monitor = bag.dags[f"monitor_{PIPELINE}"]
         print(f"Parsed {len(bag.dags)} DAGs from dags/pipelines/*.yaml: {', '.join(sorted(bag.dags))}")
+        from airflow_mlops_provider.factory.local import ensure_pools
+
+        for pool in ensure_pools(*bag.dags.values()):
+            print(f"Created the one-slot pool {pool} (promotions of one model never overlap)")
 
     def run(self) -> None:
         started = time.monotonic()

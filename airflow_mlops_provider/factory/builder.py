@@ -69,7 +69,7 @@ def retrain_schedule(config: View) -> Any:
 def build_retrain_dag(config: View, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.evaluate import EvaluateOperator
     from airflow_mlops_provider.operators.ingest import IngestOperator
-    from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator
+    from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator, promotion_pool
     from airflow_mlops_provider.operators.validate import ValidateOperator
 
     common = _common(config)
@@ -150,20 +150,25 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             on_fail=config.gate_on_fail,
             doc_md=docs.TASKS["gate"],
         )
-        last = gate
+        last, approval = gate, None
         if config.approval.enabled:
             from airflow_mlops_provider.operators.approve import approval_task
 
-            approve = approval_task("approve", decision=gate.output)
-            approve.doc_md = docs.TASKS["approve"]
-            if config.approval.timeout:
-                approve.execution_timeout = timedelta(seconds=config.approval.timeout)
-            gate >> approve
-            last = approve
+            timeout = config.approval.timeout
+            approve = approval_task(
+                "approve",
+                decision=gate.output,
+                response_timeout=timedelta(seconds=timeout) if timeout else None,
+                doc_md=docs.TASKS["approve"],
+            )
+            last, approval = approve, approve.output
         promote = PromoteOperator(
             task_id="promote",
             decision=gate.output,
+            approval=approval,
             mlflow_conn_id=config.mlflow_conn_id,
+            aws_conn_id=config.aws_conn_id,
+            pool=promotion_pool(config.registered_model_name),
             outlets=[champion_asset(config)],
             on_success_callback=notifier(config.name, "promotion", config.notifications.on_promotion),
             doc_md=docs.TASKS["promote"],
@@ -223,6 +228,8 @@ def training_arguments(config: View) -> dict[str, Any]:
         "nproc_per_node": training.workers,
         "nnodes": training.nodes,
         "rdzv_endpoint": training.rdzv_endpoint,
+        # every node of one training job must share the id; each run and grid point needs its own
+        "rdzv_id": "mlops-{{ run_id }}-{{ ti.map_index }}" if training.nodes > 1 else None,
         "max_restarts": training.max_restarts,
         "backend": "nccl" if resources.gpus else None,
         "threads_per_proc": threads,
@@ -310,7 +317,7 @@ def build_monitor_dag(config: View, source: str | None = None) -> DAG:
 
 
 def build_rollback_dag(config: View, source: str | None = None) -> DAG:
-    from airflow_mlops_provider.operators.promote import RollbackOperator
+    from airflow_mlops_provider.operators.promote import RollbackOperator, promotion_pool
 
     dag = DAG(
         dag_id=f"rollback_{config.name}",
@@ -335,6 +342,7 @@ def build_rollback_dag(config: View, source: str | None = None) -> DAG:
             model_name=config.registered_model_name,
             reason="{{ params.reason }}",
             mlflow_conn_id=config.mlflow_conn_id,
+            pool=promotion_pool(config.registered_model_name),
             outlets=[champion_asset(config)],
             doc_md=docs.TASKS["rollback"],
         )

@@ -77,6 +77,9 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
         "Runs skip training and promotion when the data snapshot and the training config are the "
         "ones the champion was trained on. Rollback: trigger "
         f"`rollback_{config.name}`.",
+        "",
+        "Promotions and rollbacks of one model run in a one-slot pool; create it once: "
+        f"`airflow pools set {_pool(config)} 1 'Serialise promotions of {config.registered_model_name}'`.",
     ]
     return "\n".join(lines)
 
@@ -95,7 +98,17 @@ def monitor_dag(config: PipelineConfig, source: str | None) -> str:
     return "\n".join(lines)
 
 
+def _pool(config: PipelineConfig) -> str:
+    from airflow_mlops_provider.operators.promote import promotion_pool
+
+    return promotion_pool(config.registered_model_name)
+
+
 def rollback_dag(config: PipelineConfig, source: str | None) -> str:
     lines = _header(config, f"Roll back {config.registered_model_name}", source)
-    lines += ["", "Manual: moves `champion` back to `previous_champion`. Give a reason when triggering."]
+    lines += [
+        "",
+        "Manual: moves `champion` back to `previous_champion`. Give a reason when triggering.",
+        f"Runs in the one-slot pool `{_pool(config)}` (`airflow pools set {_pool(config)} 1 ...`).",
+    ]
     return "\n".join(lines)

@@ -89,3 +89,18 @@ def test_asset_triggered(dag: Any, asset_names: list[str], **test_kwargs: Any) -
 
     with mock.patch.object(dagrun_module, "get_or_create_dagrun", create_asset_triggered_run):
         return dag.test(**test_kwargs)
+
+
+def ensure_pools(*dags: Any) -> list[str]:
+    """Create the pools the DAGs' tasks use that do not exist yet (one slot each); returns their names.
+
+    The promotion pool of a model must hold one slot (see ``operators.promote.promotion_pool``).
+    """
+    from airflow.models.pool import Pool
+
+    created = []
+    for name in sorted({task.pool for dag in dags for task in dag.tasks} - {Pool.DEFAULT_POOL_NAME}):
+        if Pool.get_pool(name) is None:
+            Pool.create_or_update_pool(name, 1, f"Serialise {name}", include_deferred=False)
+            created.append(name)
+    return created

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from airflow_mlops_provider import datasets
-from airflow_mlops_provider.factory.local import post_asset_event, test_asset_triggered
+from airflow_mlops_provider.factory.local import ensure_pools, post_asset_event, test_asset_triggered
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,7 +93,9 @@ def factory(dags, mlflow_conn, tmp_path: Path):
         (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
 
     def load(dag_id: str) -> Any:
-        return dags.load(loader, dag_id)
+        dag = dags.load(loader, dag_id)
+        ensure_pools(dag)
+        return dag
 
     return write, load
 

@@ -156,7 +156,8 @@ def test_approval_and_notifications_are_wired(tmp_path: Path):
     bag = _bag(_folder(tmp_path, {"cancer": config}))
     dag = bag.dags["retrain_cancer"]
     assert ("gate", "approve") in _edges(dag) and ("approve", "promote") in _edges(dag)
-    assert dag.get_task("approve").execution_timeout == timedelta(hours=2)
+    assert dag.get_task("approve").response_timeout == timedelta(hours=2)
+    assert dag.get_task("promote").pool == "mlops_promote_cancer_diagnosis"
     assert dag.on_failure_callback and dag.get_task("promote").on_success_callback
 
 

@@ -93,5 +93,14 @@ def _extra_links() -> list[str]:
     return [f"airflow_mlops_provider.links.{path}" for path in EXTRA_LINKS]
 
 
-OPERATOR_MODULES: tuple[str, ...] = ("ingest", "validate", "score", "drift", "train")
+OPERATOR_MODULES: tuple[str, ...] = (
+    "ingest",
+    "validate",
+    "score",
+    "drift",
+    "train",
+    "evaluate",
+    "promote",
+    "approve",
+)
 EXTRA_LINKS: tuple[str, ...] = ("mlflow.MlflowRunLink", "mlflow.MlflowModelVersionLink", "report.ReportLink")

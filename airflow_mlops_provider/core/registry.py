@@ -335,7 +335,8 @@ def _looks_unreachable(err: BaseException) -> bool:
         if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
             return True
         text = str(seen)
-        if "Max retries exceeded" in text or "Connection refused" in text or "status code 5" in text:
+        markers = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
+        if any(marker in text for marker in markers) or "status code 5" in text:
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -28,7 +28,7 @@ from airflow_mlops_provider.core.snapshot import write_snapshot
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.tabular_model import TabularModel
 from airflow_mlops_provider.core.tracking import TrackingSettings, ensure_experiment
-from tests.support.services import free_port
+from tests.support.services import background_process, free_port, postgres_database, stop_process_group
 
 
 def make_frame(rows: int, seed: int) -> pd.DataFrame:
@@ -129,6 +129,7 @@ def new_model_name(prefix: str = "promo") -> str:
 
 # --- a fault-injecting HTTP proxy in front of the MLflow server -----------------------------------
 Rule = Callable[[str, str, bytes], str | None]
+After = Callable[[str, str, bytes], None]
 """Called with (method, path, body) per request; returns None (forward), "drop" (forward, then
 close the connection without answering: a lost response) or "refuse" (close without forwarding)."""
 
@@ -139,6 +140,7 @@ class FaultProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.rule: Rule = lambda method, path, body: None
+        self.after: After = lambda method, path, body: None  # runs once upstream answered
         self.seen: list[tuple[str, str]] = []
         proxy = self
 
@@ -166,6 +168,7 @@ class FaultProxy:
                 except OSError:
                     self.close_connection = True
                     return
+                proxy.after(self.command, self.path, body)
                 if action == "drop":
                     self.close_connection = True
                     return
@@ -208,3 +211,53 @@ def shared_models(tracking_uri: str, root: Path) -> Models:
     if tracking_uri not in _LOGGED:
         _LOGGED[tracking_uri] = log_models(TrackingSettings(tracking_uri=tracking_uri), root)
     return _LOGGED[tracking_uri]
+
+
+class RestartableMlflow:
+    """An ``mlflow server`` (PostgreSQL backend, local artifacts) that a test can stop and start again.
+
+    The database, artifact folder and port survive restarts, as they would for a real server that
+    crashes or is redeployed mid-promotion.
+    """
+
+    def __init__(self, work_dir: Path, db_url: str) -> None:
+        import sys
+
+        self.port = free_port()
+        self.work_dir = work_dir
+        self.args = [
+            Path(sys.executable).parent / "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", "1", "--backend-store-uri", db_url.replace("postgresql://", "postgresql+psycopg2://"),
+            "--artifacts-destination", (work_dir / "artifacts").as_uri(),
+        ]  # fmt: skip
+        self._running: Any = None
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._running = background_process(self.args, self.port, self.work_dir / "mlflow.log", timeout_s=180)
+        self.proc = self._running.__enter__()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self._running.__exit__(None, None, None)
+            self.proc = self._running = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@contextmanager
+def restartable_mlflow(work_dir: Path) -> Iterator[RestartableMlflow]:
+    with postgres_database("mlflow_flaky") as db_url:
+        server = RestartableMlflow(work_dir, db_url)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

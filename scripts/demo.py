@@ -52,6 +52,7 @@ def embedded_environment() -> dict[str, str]:
         "MLOPS_ARTIFACT_ROOT": (DEMO / "artifacts").as_uri(),
         "MLOPS_DATA_ROOT": (DEMO / "data").as_uri(),
         "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 
@@ -127,7 +128,9 @@ class Demo:
         self.expect(run, "success")
         drift = self.xcom(run, "detect_drift") or {}
         events = self._events(DRIFT)
-        print(f"  drift: {drift.get('drift')}; drifted columns: {_short(drift.get('drifted_columns'))}")
+        columns = drift.get("drifted_columns") or []
+        listed = _short(", ".join(columns), 90)
+        print(f"  drift: {drift.get('drift')}; {len(columns)} drifted column(s): {listed}")
         print(f"  report: {drift.get('report_uri')}")
         print(f"  drift asset events so far: {len(events)}")
         if not drift.get("drift") or not events:
@@ -140,7 +143,7 @@ class Demo:
         self.expect(run, "success")
         self.summarise_retrain(run)
 
-        self.step(5, "nothing new: a scheduled-style rerun skips training and says why")
+        self.step(5, "nothing new since: a rerun checks the data version and skips training")
         run = self.retrain.test()
         self.expect(run, "success")
         check = self.xcom(run, "check_unchanged") or {}
@@ -153,7 +156,8 @@ class Demo:
         states = self.states(run)
         cause = self.xcom(run, "trigger_cause") or {}
         snapshot = self.xcom(run, "ingest") or {}
-        print(f"  run {run.run_id}: {run.state}; trigger cause: {cause.get('cause')}")
+        kind = cause.get("run_type", "").replace("_", "-")
+        print(f"  {kind} run {run.run_id}: {run.state}; trigger cause: {cause.get('cause')}")
         sha = str(snapshot.get("sha256"))[:12]
         print(f"  snapshot {sha}: {snapshot.get('rows')} rows {snapshot.get('splits')}")
         check = self.xcom(run, "check_unchanged") or {}
@@ -182,7 +186,8 @@ class Demo:
         print(
             f"  MLflow UI:     {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri sqlite:///{DEMO}/mlflow.db"
         )
-        print(f"  snapshots, reports, decision records: {DEMO / 'artifacts' / PIPELINE}")
+        print(f"  snapshots and reports: {DEMO / 'artifacts' / PIPELINE}")
+        print(f"  MLflow runs, models, decision records: {DEMO / 'artifacts' / 'mlflow'}")
         print(f"  example data:  {self.data}")
         home = f"AIRFLOW_HOME={DEMO / 'airflow'} AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'}"
         print(f"  Airflow UI:    {home} airflow standalone")

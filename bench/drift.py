@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -219,11 +220,15 @@ def ensure_env(name: str) -> tuple[Path | None, str | None]:
     return python, None
 
 
+# usage telemetry off: NannyML otherwise retries an analytics upload inside fit/calculate
+NO_TELEMETRY = {"NML_DISABLE_USAGE_LOGGING": "1", "DO_NOT_TRACK": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
+
+
 def measure(args: list[str]) -> dict[str, Any]:
     """Run a child, return its figures plus wall time and peak RSS."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
-    wall, rss = run_measured([*args, out])
+    wall, rss = run_measured([*args, out], env=NO_TELEMETRY)
     figures = json.loads(Path(out).read_text())
     os.unlink(out)
     return {**figures, "wall_s": wall, "peak_rss_mb": rss}
@@ -322,6 +327,8 @@ def main() -> None:
             f"peak RSS {figures['stream_peak_rss_mb']:.0f} MB",
         ),
     ]
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(stream_store, ignore_errors=True)
     print_table(
         f"Drift, {rows:,} rows x {figures['columns']} columns (load avg {figures['load_average_1m']:.1f})",
         rows_out,

@@ -20,7 +20,7 @@ import numpy as np
 from airflow_mlops_provider.core.drift.categorical import compare_categorical
 from airflow_mlops_provider.core.drift.columns import ColumnSource, category_counts, numeric_values
 from airflow_mlops_provider.core.drift.config import DriftConfig
-from airflow_mlops_provider.core.drift.numeric import compare_numeric, psi_threshold
+from airflow_mlops_provider.core.drift.numeric import compare_numeric, mean_std, psi_threshold
 from airflow_mlops_provider.core.drift.reference import ColumnReference, DriftError, ReferenceStats
 
 DRIFT, NO_DRIFT, UNKNOWN = "drift", "no drift", "unknown"
@@ -314,15 +314,8 @@ def _numeric(
 
 
 def _moments(prefix: str, values: np.ndarray) -> dict[str, float]:
-    """Mean and standard deviation for the report, summed chunk by chunk (no large temporaries)."""
-    total = squares = 0.0
-    step = 1 << 15
-    for start in range(0, values.size, step):
-        chunk = values[start : start + step]
-        total += float(np.add.reduce(chunk))
-        squares += float(np.add.reduce(chunk * chunk))
-    mean = total / values.size
-    return {f"{prefix}_mean": mean, f"{prefix}_std": max(squares / values.size - mean * mean, 0.0) ** 0.5}
+    mean, std = mean_std(values)
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std}
 
 
 def _numeric_plot(ref_sorted: np.ndarray, values: np.ndarray) -> dict[str, Any]:

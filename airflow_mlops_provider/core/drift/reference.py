@@ -34,8 +34,8 @@ from airflow_mlops_provider.core.drift.columns import (
     numeric_values,
 )
 from airflow_mlops_provider.core.drift.config import DriftConfig
-from airflow_mlops_provider.core.drift.numeric import bin_counts, psi_edges
-from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.drift.numeric import bin_counts, mean_std, psi_edges
+from airflow_mlops_provider.core.storage import Location, is_local
 
 STATS_FILE = "stats.json"
 FORMAT_VERSION = 1
@@ -124,20 +124,35 @@ class ReferenceStats:
 
     def sorted_values(self, name: str) -> np.ndarray:
         col = self.column(name)
-        if col._sorted is None:
-            if self.store is None or col.sorted_file is None:
-                raise DriftError(f"Reference column {name!r} has no stored values")
-            where = self.store.join(col.sorted_file)
-            try:
-                col._sorted = np.load(io.BytesIO(where.read_bytes()), allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise DriftError(f"Stored reference statistics {where.uri} are unreadable: {err}") from err
-        return col._sorted
+        if col._sorted is not None:
+            return col._sorted
+        if self.store is not None and col.sorted_file is not None:
+            return self._load(col)
+        if self.source is not None:  # released after an earlier comparison: fit it again
+            return fit_column(self.source, name, self.config)._sorted
+        raise DriftError(f"Reference column {name!r} has no stored values")
+
+    def _load(self, col: ColumnReference) -> np.ndarray:
+        """Read a stored sorted buffer (memory-mapped when local); never unpickles."""
+        where = self.store.join(col.sorted_file)
+        try:
+            if is_local(where.fs):
+                values = np.load(where.path, mmap_mode="r", allow_pickle=False)
+            else:
+                values = np.load(io.BytesIO(where.read_bytes()), allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DriftError(f"Stored reference statistics {where.uri} are unreadable: {err}") from err
+        if values.dtype != np.float64 or values.ndim != 1 or values.size != col.values:
+            raise DriftError(
+                f"Stored reference statistics {where.uri} are unreadable: expected {col.values} float64 "
+                f"values, found {values.shape} {values.dtype}"
+            )
+        return values
 
     def release(self, name: str) -> None:
-        """Drop a column's sorted buffer when it can be read back from the store."""
+        """Drop a column's sorted buffer once compared (it is read back or refitted if needed again)."""
         col = self.columns.get(name)
-        if col is not None and self.store is not None and col.sorted_file is not None:
+        if col is not None and (col.sorted_file is not None or self.source is not None):
             col._sorted = None
 
     def fit_all(self) -> ReferenceStats:
@@ -251,11 +266,12 @@ def _numeric(values: np.ndarray, n_missing: int, config: DriftConfig, base: dict
     if ordered.size == 0:
         return ColumnReference(kind="numeric", missing=n_missing, _sorted=ordered, **base)
     edges = psi_edges(ordered, config.psi_bins)
+    moments = mean_std(ordered)
     return ColumnReference(
         kind="numeric",
         missing=n_missing,
-        mean=float(ordered.mean()),
-        std=float(ordered.std()),
+        mean=moments[0],
+        std=moments[1],
         edges=edges.tolist(),
         bin_counts=bin_counts(ordered, edges).tolist(),
         _sorted=ordered,

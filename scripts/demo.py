@@ -216,9 +216,9 @@ class Demo:
         print(f"  posted an asset event for {asset}")
 
     def _asset_triggered(self, dag: Any, assets: list[str]) -> Any:
-        from airflow_mlops_provider.factory.local import test_asset_triggered
+        from airflow_mlops_provider.factory.local import run_asset_triggered
 
-        return test_asset_triggered(dag, assets)
+        return run_asset_triggered(dag, assets)
 
     def _events(self, asset: str) -> list[Any]:
         from airflow.models.asset import AssetEvent, AssetModel

@@ -2,7 +2,7 @@
 
 ``dag.test()`` always makes a *manual* run. The retraining DAG behaves differently when assets
 start it (it records the trigger cause and the triggering events in the decision record), so
-:func:`test_asset_triggered` does what the scheduler does when a DAG's asset condition is met:
+:func:`run_asset_triggered` does what the scheduler does when a DAG's asset condition is met:
 the run is created as ``asset_triggered`` and consumes the queued asset events, and then
 ``dag.test()`` executes it. :func:`post_asset_event` records an event the way
 ``POST /api/v2/assets/events`` does (for "new data landed" without an SQS queue).
@@ -59,7 +59,7 @@ def pending_asset_events(dag_id: str, asset_names: list[str]) -> list[int]:
         return list(session.scalars(query))
 
 
-def test_asset_triggered(dag: Any, asset_names: list[str], **test_kwargs: Any) -> Any:
+def run_asset_triggered(dag: Any, asset_names: list[str], **test_kwargs: Any) -> Any:
     """Run ``dag`` with ``dag.test()`` as an asset-triggered run consuming the pending events.
 
     Raises when no event is pending: the scheduler would not have started the run either.

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from airflow_mlops_provider import datasets
-from airflow_mlops_provider.factory.local import ensure_pools, post_asset_event, test_asset_triggered
+from airflow_mlops_provider.factory.local import ensure_pools, post_asset_event, run_asset_triggered
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,7 +151,7 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook):
     shifted = datasets.drifted_batch("cancer", drift=1.0, seed=5)
     landed = datasets.write(shifted, data / "train", "drifted-000")
     post_asset_event(f"mlops.{name}.new_data", {"files": [landed.as_uri()]})
-    run = test_asset_triggered(load(f"retrain_{name}"), [f"mlops.{name}.new_data", f"mlops.{name}.drift"])
+    run = run_asset_triggered(load(f"retrain_{name}"), [f"mlops.{name}.new_data", f"mlops.{name}.drift"])
     states = dags.task_states(run)
     assert run.state == "success", states
     cause = dags.xcom(run, "trigger_cause")

@@ -162,8 +162,10 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook):
     )
     assert by_kind["new_data"]["extra"] == {"files": [landed.as_uri()]}
     decision = dags.xcom(run, "gate")
-    record = Path(decision["record_uri"].removeprefix("file://")).read_text()
-    assert "drift+new_data" in record
+    from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+    version = MlflowHook().client.get_model_version(name, decision["version"])
+    assert version.tags["mlops.trigger_cause"] == "drift+new_data"  # in the decision record too
 
 
 def test_regression_pipeline_and_rollback(factory, dags, tmp_path: Path):

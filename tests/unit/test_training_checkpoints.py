@@ -80,3 +80,17 @@ def test_the_default_entry_point_resolves():
     from airflow_mlops_provider.core.training.tabular import train
 
     assert resolve_entry_point("airflow_mlops_provider.core.training.tabular:train") is train
+
+
+def test_the_launcher_checks_entry_points_without_running_user_code(tmp_path, monkeypatch):
+    from airflow_mlops_provider.core.training.entrypoint import check_entry_point_static
+
+    (tmp_path / "user_training.py").write_text(
+        "raise SystemExit('imported!')\nif True:\n    def train(ctx):\n        return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check_entry_point_static("user_training:train")  # found statically: the module was not executed
+    with pytest.raises(EntryPointError, match="user_training has no attribute 'fit'"):
+        check_entry_point_static("user_training:fit")
+    with pytest.raises(EntryPointError, match="cannot import module 'no_such_user_module'"):
+        check_entry_point_static("no_such_user_module:train")

@@ -40,8 +40,8 @@ from typing import Any
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.entrypoint import (
     DEFAULT_ENTRY_POINT,
+    check_entry_point_static,
     check_entry_point_syntax,
-    resolve_entry_point,
 )
 from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
@@ -132,7 +132,7 @@ class TorchrunLauncher:
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopped_by: str | None = None
         self.port: int | None = None
-        self._workers: set[int] = set()
+        self._workers: dict[int, Any] = {}  # pid -> psutil.Process (identity-checked before a kill)
 
     # --- the whole job --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -142,7 +142,7 @@ class TorchrunLauncher:
 
         job = self.job
         job.validate()
-        resolve_entry_point(job.entry_point)
+        check_entry_point_static(job.entry_point)
         snap = open_snapshot(job.snapshot["uri"], self.storage_options)
         if "train" not in snap.manifest["splits"]:
             raise SnapshotError(
@@ -157,7 +157,7 @@ class TorchrunLauncher:
         self.log(check_reachable(self.settings))
         client = self.settings.client()
         experiment_id = ensure_experiment(client, job.experiment_name or job.pipeline, job.artifact_root)
-        backend = job.backend or _default_backend()
+        backend = job.backend  # None: each worker picks NCCL when it sees a GPU, else gloo
         threads = job.threads_per_proc or max(1, (os.cpu_count() or 1) // job.nproc_per_node)
         config_hash = job.config_hash()
         params = {
@@ -170,7 +170,7 @@ class TorchrunLauncher:
             "nnodes": job.nnodes,
             "world_size": job.world_size,
             "max_restarts": job.max_restarts,
-            "backend": backend,
+            "backend": backend or "auto",
             "threads_per_proc": threads,
             "checkpoint_every": job.checkpoint_every,
         }
@@ -279,7 +279,7 @@ class TorchrunLauncher:
             sys.executable, "-m", "torch.distributed.run",
             f"--nnodes={job.nnodes}", f"--nproc-per-node={job.nproc_per_node}",
             f"--max-restarts={job.max_restarts}", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={rdzv_id}", "--monitor-interval=0.5",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={rdzv_id}", "--monitor-interval=0.1",
             "-m", "airflow_mlops_provider.core.training.worker", str(job_file),
         ]  # fmt: skip
 
@@ -384,7 +384,8 @@ class TorchrunLauncher:
         if self.proc is None:
             return
         with contextlib.suppress(psutil.Error):
-            self._workers |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                self._workers.setdefault(child.pid, child)
 
     def terminate(self, reason: str = "stopped") -> None:
         """Stop torchrun and its workers: SIGTERM to the group, SIGKILL after ``grace_s``. Idempotent."""
@@ -406,13 +407,11 @@ class TorchrunLauncher:
     def _kill_workers(self) -> None:
         import psutil
 
-        for pid in list(self._workers):
-            try:
-                worker = psutil.Process(pid)
-                if worker.status() != psutil.STATUS_ZOMBIE:
+        for worker in list(self._workers.values()):
+            # psutil refuses to signal a process whose pid was reused since we saw it.
+            with contextlib.suppress(psutil.Error):
+                if worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE:
                     worker.kill()
-            except psutil.Error:
-                pass
         self._workers.clear()
 
 
@@ -424,12 +423,6 @@ def run_training(
 ) -> dict[str, Any]:
     """Convenience wrapper: run ``job`` to completion and return the result dict."""
     return TorchrunLauncher(job, settings, storage_options, log).run()
-
-
-def _default_backend() -> str:
-    import torch
-
-    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "gloo"
 
 
 def _param_value(value: Any) -> str:

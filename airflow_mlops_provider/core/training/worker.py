@@ -74,6 +74,7 @@ def run(job: dict[str, Any], rank: int) -> None:
             from mlflow import MlflowClient
 
             client = MlflowClient()
+            client.set_tag(job["run_id"], "mlops.backend", backend)
         storage_options = json.loads(os.environ.get(STORAGE_OPTIONS_ENV) or "{}")
         ctx = TrainingContext(
             rank=rank,

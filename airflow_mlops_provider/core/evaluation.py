@@ -224,7 +224,15 @@ def evaluate_challenger_and_champion(
         version = registry.get_version(client, model_name, champion_version)
     champion = None
     if champion_version is not None:
-        champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
+        try:
+            champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
+        except Exception as err:  # MlflowException, TabularModelError, OSError: all name the file
+            if registry._looks_unreachable(err):
+                raise
+            raise EvaluationError(
+                f"champion {model_name} v{champion_version} cannot be loaded ({err}); restore its "
+                "artifacts or roll the champion back before promoting against it"
+            ) from err
         if champion_model.task != challenger_model.task or champion_model.target != challenger_model.target:
             raise EvaluationError(
                 f"champion {model_name} v{champion_version} predicts {champion_model.target!r} "

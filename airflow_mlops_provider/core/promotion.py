@@ -228,6 +228,12 @@ def promote(
         and registry.alias_number(client, model_name, registry.CHAMPION) == version
     ):
         return _result(record, True, [], record_uri(artifact_uri, model_name))
+    rolled_back = registry.get_version(client, model_name, version).tags.get(registry.TAG_ROLLED_BACK)
+    if rolled_back:
+        raise PromotionRefused(
+            f"{model_name} v{version} was rolled back ({rolled_back}); re-running its old promotion "
+            "must not undo that. Train and gate a new run, or set the alias by hand"
+        )
     record.approval = _approval(record, approval)
     if record.gate.get("require_approval") and not (record.approval or {}).get("approved"):
         record.status = "rejected"

@@ -84,11 +84,16 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
         )
 
     assert promote(direct, gate_and_register(direct, evaluation(direct, baseline), GATE))["promoted"]
-    client = direct.client()
-    assert registry.aliases(client, name) == {"champion": "1", "challenger": "1"}
+
+    def aliases() -> dict[str, str]:
+        # A fresh client re-applies the direct settings (MLflow reads retries from the environment,
+        # which the flaky client set to 0) so a pooled connection to the killed server is retried.
+        return registry.aliases(direct.client(), name)
+
+    assert aliases() == {"champion": "1", "challenger": "1"}
 
     with fault_proxy(server.url) as proxy:
-        flaky = TrackingSettings(tracking_uri=proxy.url, max_retries=0, request_timeout_s=5)
+        flaky = TrackingSettings(tracking_uri=proxy.url, max_retries=0, request_timeout_s=20)
         evaluated = evaluation(flaky, better)
 
         # 1. The server dies right after registering the new version.
@@ -97,7 +102,7 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
             gate_and_register(flaky, evaluated, GATE)
         assert fired and not server.running
         server.start()
-        assert registry.aliases(client, name) == {"champion": "1", "challenger": "1"}  # nothing points at v2
+        assert aliases() == {"champion": "1", "challenger": "1"}  # nothing points at v2
 
         # 2. The network to it fails while the new version's artifacts are downloaded for verification:
         #    an unreachable server is not mistaken for missing artifacts.
@@ -110,7 +115,7 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
             registry.RegistryUnavailable, match="failed while downloading the artifacts of models:/"
         ):
             gate_and_register(flaky, evaluated, GATE)
-        assert registry.aliases(client, name) == {"champion": "1", "challenger": "1"}
+        assert aliases() == {"champion": "1", "challenger": "1"}
 
         decision = gate_and_register(flaky, evaluated, GATE)  # the retry completes the gate
         assert (decision["verdict"], decision["version"]) == ("pass", "2")
@@ -126,9 +131,9 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
         with pytest.raises(registry.RegistryUnavailable, match="failed while setting alias 'champion'"):
             promote(flaky, decision)
         server.start()
-        assert registry.alias_number(client, name, "champion") == "1"
+        assert aliases()["champion"] == "1"
 
         done = promote(flaky, decision)  # the retry completes the promotion
     assert done["promoted"] and done["status"] == "promoted"
-    assert registry.aliases(client, name) == {"champion": "2", "previous_champion": "1", "challenger": "2"}
-    assert sorted(v.version for v in client.search_model_versions(f"name = '{name}'")) == ["1", "2"]
+    assert aliases() == {"champion": "2", "previous_champion": "1", "challenger": "2"}
+    assert sorted(v.version for v in direct.client().search_model_versions(f"name = '{name}'")) == ["1", "2"]

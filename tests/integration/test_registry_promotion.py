@@ -15,7 +15,7 @@ import pytest
 
 from airflow_mlops_provider.core import registry
 from airflow_mlops_provider.core.decision_record import load_record
-from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
+from airflow_mlops_provider.core.evaluation import EvaluationError, evaluate_challenger_and_champion
 from airflow_mlops_provider.core.model_io import load_model
 from airflow_mlops_provider.core.promotion import (
     PromotionRefused,
@@ -209,6 +209,14 @@ def test_missing_artifacts_are_never_aliased(models: Models, session_dir: Path, 
     assert promote(settings, decision)["promoted"]
     assert versions(settings, name) == ["1", "2"]
 
+    # A champion whose files vanished cannot be evaluated against: named, not a stack of HTTP errors.
+    shutil.move(weights, tmp_path / "weights")
+    try:
+        with pytest.raises(EvaluationError, match=rf"champion {name} v2 cannot be loaded"):
+            evaluate(models, models.better, name)
+    finally:
+        shutil.move(tmp_path / "weights", weights)
+
 
 def test_nan_metrics_are_rejected_with_a_reason(models: Models):
     import torch
@@ -235,6 +243,7 @@ def test_rollback_restores_the_previous_champion_and_records_why(models: Models)
     for run_id in (models.baseline, models.better):
         decision, done = gate_then_promote(models, run_id, name)
         assert done is not None and done["promoted"], decision
+    better_decision = decision
     assert registry.aliases(client, name)["champion"] == "2"
 
     done = rollback_champion(
@@ -247,6 +256,9 @@ def test_rollback_restores_the_previous_champion_and_records_why(models: Models)
     last = json.loads(client.get_registered_model(name).tags["mlops.last_rollback"])
     assert last["request_id"] == "dag-run-1"
 
+    # Clearing the old promotion task must not undo the rollback.
+    with pytest.raises(PromotionRefused, match=r"v2 was rolled back .*latency regression in prod"):
+        promote(settings, better_decision)
     again = rollback_champion(settings, name, reason="latency regression in prod", request_id="dag-run-1")
     assert again["repeated"] and registry.alias_number(client, name, "champion") == "1"
     with pytest.raises(registry.RegistryError, match="has no 'previous_champion' alias"):

@@ -8,7 +8,10 @@ strictly better model on the clean held-out split.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +31,7 @@ from airflow_mlops_provider.core.snapshot import write_snapshot
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.tabular_model import TabularModel
 from airflow_mlops_provider.core.tracking import TrackingSettings, ensure_experiment
-from tests.support.services import background_process, free_port, postgres_database, stop_process_group
+from tests.support.services import background_process, free_port, postgres_database
 
 
 def make_frame(rows: int, seed: int) -> pd.DataFrame:
@@ -72,13 +75,13 @@ def log_run(
 ) -> str:
     """Log ``model`` in a new run (as the training task would); returns the run id."""
     import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    settings.apply()
-    mlflow.set_tracking_uri(settings.tracking_uri)
     client = settings.client()
     experiment_id = ensure_experiment(client, experiment)
     run = client.create_run(experiment_id, tags=tags or {})
-    with mlflow.start_run(run_id=run.info.run_id):
+    # Scoped, so no later test inherits a global tracking URI (a stopped server's, say).
+    with _use_tracking_uri(settings.tracking_uri), mlflow.start_run(run_id=run.info.run_id):
         log_model(model, example.drop(columns=["y"]))
     return run.info.run_id
 
@@ -232,6 +235,7 @@ class RestartableMlflow:
         ]  # fmt: skip
         self._running: Any = None
         self.proc: Any = None
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -242,10 +246,14 @@ class RestartableMlflow:
         self.proc = self._running.__enter__()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process_group(self.proc)
-            self._running.__exit__(None, None, None)
-            self.proc = self._running = None
+        """Kill the server at once (a crash, not a graceful shutdown); safe from any thread."""
+        with self._lock:
+            if self.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                self._running.__exit__(None, None, None)
+                self.proc = self._running = None
 
     @property
     def running(self) -> bool:

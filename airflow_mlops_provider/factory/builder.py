@@ -150,7 +150,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             on_fail=config.gate_on_fail,
             doc_md=docs.TASKS["gate"],
         )
-        last, approval = gate, None
+        approval = None
         if config.approval.enabled:
             from airflow_mlops_provider.operators.approve import approval_task
 
@@ -161,8 +161,8 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
                 response_timeout=timedelta(seconds=timeout) if timeout else None,
                 doc_md=docs.TASKS["approve"],
             )
-            last, approval = approve, approve.output
-        promote = PromoteOperator(
+            approval = approve.output
+        PromoteOperator(
             task_id="promote",
             decision=gate.output,
             approval=approval,
@@ -173,12 +173,10 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             on_success_callback=notifier(config.name, "promotion", config.notifications.on_promotion),
             doc_md=docs.TASKS["promote"],
         )
-        cause >> ingest >> check >> validate >> train
-        if best is not train:
-            train >> best
-        best >> evaluate >> gate
-        [cause, validate] >> gate
-        last >> promote
+        # Data edges (ingest -> ..., train -> select_best -> evaluate -> gate -> [approve] -> promote,
+        # trigger_cause/validate -> gate) come from the XComArgs above; these are the ordering ones.
+        cause >> ingest
+        check >> validate >> train
     return dag
 
 

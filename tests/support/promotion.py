@@ -12,7 +12,9 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -252,12 +254,27 @@ class RestartableMlflow:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+                # The uvicorn worker dies with the group but may hold the port a moment longer;
+                # a restart before it is gone would find the port taken.
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not _port_free(self.port):
+                    time.sleep(0.05)
                 self._running.__exit__(None, None, None)
                 self.proc = self._running = None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextmanager

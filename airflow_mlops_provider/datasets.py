@@ -53,6 +53,11 @@ def target_of(name: str) -> str:
     return _spec(name)["target"]
 
 
+def features_of(name: str) -> list[str]:
+    """The feature columns: everything but ``id`` (the split key, never a feature) and the target."""
+    return [c for c in load(name).columns if c not in ("id", _spec(name)["target"])]
+
+
 def batch(name: str, index: int, batches: int) -> pd.DataFrame:
     """Rows of batch ``index`` out of ``batches`` (a fixed, shuffled partition of the dataset)."""
     if not 0 <= index < batches:

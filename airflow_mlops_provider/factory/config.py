@@ -31,7 +31,7 @@ MAX_GRID_POINTS = 64
 DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
-_CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+_CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 _SCHEMES = ("s3://", "file://", "gs://", "gcs://", "abfs://", "az://", "memory://")
 
@@ -62,6 +62,10 @@ def _cron(value: Any) -> Any:
     fields = text.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
         raise ValueError(f"expected a 5-field cron expression such as '0 3 * * *' or '@daily', got {value!r}")
+    from croniter import croniter  # what Airflow's cron timetables parse with
+
+    if not croniter.is_valid(text):
+        raise ValueError(f"expected a valid cron expression (minute hour day month weekday), got {value!r}")
     return text
 
 
@@ -184,7 +188,6 @@ class Validation(Strict):
     """Data validation before training: a suite (file path or list of expectations) and the mode."""
 
     suite: str | list[dict[str, Any]] | None = None
-    infer_from_champion: bool = False
     builtin_checks: bool = True
     mode: Literal["fail", "warn"] = "fail"
     split: str | None = None
@@ -204,8 +207,12 @@ class Training(Strict):
 
     target: str
     task: Literal["classification", "regression"]
-    trainer: Literal["tabular"] | None = "tabular"
-    entry_point: EntryPoint | None = None
+    trainer: Literal["tabular"] = Field(
+        default="tabular", description="built-in trainer (when no entry_point)"
+    )
+    entry_point: EntryPoint | None = Field(
+        default=None, description="'package.module:function' to train with"
+    )
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1, le=64)

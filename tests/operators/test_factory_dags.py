@@ -3,8 +3,9 @@
 The classification loop: a first retrain makes a champion (and notifies a webhook), an
 unchanged rerun skips training, monitoring finds drift in a shifted live window and emits the
 drift asset, and the run that consumes that event together with a new-data event records both
-causes in its decision record. The regression pipeline retrains and monitors a stable window;
-a manual rollback restores the previous champion.
+causes in its decision record, and a manual rollback restores the first champion. The example
+regression pipeline, as shipped, retrains, monitors a stable window, and refuses a rollback
+with no previous champion.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from airflow_mlops_provider.factory.local import ensure_pools, post_asset_event,
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags" / "pipelines"
 LOADER = """
 from airflow_mlops_provider.factory import load_dags
 
@@ -66,7 +68,13 @@ def _pipeline(name: str, dataset: str, data: Path, root: Path, **extra: Any) -> 
         "training": {
             "target": datasets.target_of(dataset),
             "task": task,
-            "hyperparameters": {"epochs": 15, "batch_size": 32, "lr": 0.01, "hidden": [16]},
+            "hyperparameters": {
+                "epochs": 15,
+                "batch_size": 32,
+                "lr": 0.01,
+                "hidden": [16],
+                "feature_columns": datasets.features_of(dataset),
+            },
             "timeout": "10m",
             "retries": 0,
         },
@@ -128,7 +136,8 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook):
     assert dags.xcom(run, "trigger_cause")["cause"] == "manual"
     decision = dags.xcom(run, "gate")
     assert decision["verdict"] == "pass"
-    assert _champion(name) == str(decision["version"])
+    first_version = decision["version"]
+    assert _champion(name) == str(first_version)
     assert [m["event"] for m in received] == ["promotion"]
     assert received[0]["decision"]["version"] == decision["version"]
 
@@ -166,31 +175,43 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook):
 
     version = MlflowHook().client.get_model_version(name, decision["version"])
     assert version.tags["mlops.trigger_cause"] == "drift+new_data"  # in the decision record too
+    assert decision["verdict"] == "pass" and _champion(name) == str(decision["version"])  # lenient gate
+
+    # 5. manual rollback restores the first champion
+    run = load(f"rollback_{name}").test(run_conf={"reason": "regression spotted in review"})
+    assert run.state == "success", dags.task_states(run)
+    assert _champion(name) == str(first_version)
 
 
-def test_regression_pipeline_and_rollback(factory, dags, tmp_path: Path):
-    write, load = factory
+def test_example_regression_pipeline_verbatim(dags, mlflow_conn, tmp_path: Path, monkeypatch):
+    """The shipped ``diabetes.yaml``: retrain, monitor, and a rollback with nothing to roll back to."""
     data, root = tmp_path / "data", tmp_path / "artifacts"
-    name = "progression"
-    write(_pipeline(name, "diabetes", data, root, triggers={"schedule": "0 2 * * *", "drift": True}))
-    datasets.write(datasets.batch("diabetes", 0, 2), data / "train", "batch-000")
+    monkeypatch.setenv("MLOPS_DATA_ROOT", data.as_uri())
+    monkeypatch.setenv("MLOPS_ARTIFACT_ROOT", root.as_uri())
+    loader = dags.write(LOADER.format(folder=str(EXAMPLES)))
+    for index in range(2):
+        datasets.write(
+            datasets.batch("diabetes", index, 2), data / "diabetes" / "train", f"batch-{index:03d}"
+        )
 
-    run = load(f"retrain_{name}").test()
+    def load(dag_id: str) -> Any:
+        dag = dags.load(loader, dag_id)
+        ensure_pools(dag)
+        return dag
+
+    run = load("retrain_diabetes").test()
     assert run.state == "success", dags.task_states(run)
-    first = dags.xcom(run, "gate")
-    assert first["verdict"] == "pass" and _champion(name) == str(first["version"])
+    decision = dags.xcom(run, "gate")
+    assert decision["verdict"] == "pass", decision["reasons"]
+    assert _champion("diabetes") == str(decision["version"])
+    assert set(dags.xcom(run, "evaluate")["challenger"]["metrics"]) == {"rmse", "mae", "r2"}
 
-    datasets.write(datasets.batch("diabetes", 1, 2), data / "train", "batch-001")
-    run = load(f"retrain_{name}").test()
-    assert run.state == "success", dags.task_states(run)
-    second = dags.xcom(run, "gate")
-    assert second["verdict"] == "pass" and _champion(name) == str(second["version"])  # lenient gate
-
-    datasets.write(datasets.live_window("diabetes", rows=200, drift=0.0, seed=1), data / "live", "window-001")
-    run = load(f"monitor_{name}").test()
+    window = datasets.live_window("diabetes", rows=200, drift=0.0, seed=1)
+    datasets.write(window, data / "diabetes" / "live", "window-001")
+    run = load("monitor_diabetes").test()
     assert run.state == "success", dags.task_states(run)
     assert dags.xcom(run, "detect_drift")["drift"] is False
 
-    run = load(f"rollback_{name}").test(run_conf={"reason": "regression spotted in review"})
-    assert run.state == "success", dags.task_states(run)
-    assert _champion(name) == str(first["version"])
+    run = load("rollback_diabetes").test(run_conf={"reason": "checking the rollback path"})
+    assert run.state == "failed" and dags.task_states(run) == {"rollback": "failed"}
+    assert _champion("diabetes") == str(decision["version"])  # nothing to roll back to: unchanged

@@ -99,6 +99,7 @@ def test_missing_fields_and_wrong_types_name_the_path(tmp_path: Path):
         ({"notifications": {"on_promotion": [{"type": "webhook"}]}}, "notifications.on_promotion[0]",
          "the webhook notifier needs 'url'"),
         ({"approval": "yes please"}, "approval", "input should be a valid dictionary"),
+        ({"triggers": {"schedule": "99 * * * *"}}, "triggers.schedule", "expected a valid cron expression"),
         ({"gate": {"min": {"accuracy": 0.8}}}, "gate.min", "unknown key (expected one of: thresholds,"),
         ({"gate": {"thresholds": {"rmse": 3.0}}}, "", "['rmse'] are not computed for a classification task"),
         ({"gate": {"max_regression": {"accuracy": -1}}}, "gate.max_regression", "must be >= 0"),

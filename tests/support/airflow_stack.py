@@ -96,6 +96,13 @@ class AirflowStack:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
 
+    def ensure_pool(self, name: str, slots: int = 1, description: str = "") -> None:
+        """Create a pool unless it exists (what a deployment step does for the promotion pools)."""
+        try:
+            self.api("GET", f"/pools/{name}")
+        except RuntimeError:
+            self.api("POST", "/pools", json={"name": name, "slots": slots, "description": description})
+
     def asset_id(self, uri_or_name: str) -> int:
         for asset in self.api("GET", "/assets", params={"limit": 1000})["assets"]:
             if uri_or_name in (asset["uri"], asset["name"]):

@@ -1,0 +1,135 @@
+"""The whole retraining loop on a live Airflow (LocalExecutor, PostgreSQL), MLflow server and moto S3.
+
+Everything is driven the way users and upstream systems do it: objects uploaded to S3, asset
+events and DAG runs posted to Airflow's REST API, results read from the MLflow registry.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import boto3
+import mlflow
+import pytest
+
+from airflow_mlops_provider import datasets
+from airflow_mlops_provider.core.decision_record import load_record
+from airflow_mlops_provider.operators.promote import promotion_pool
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PIPELINE = "live"
+MODEL = "live_cancer"
+
+CONFIG = """
+name: {name}
+description: Live-stack integration pipeline on the breast-cancer table.
+owner: integration
+tags: [integration]
+artifact_root: {artifact_root}
+model_name: {model}
+data:
+  source: {{bucket: {bucket}, prefix: cancer/train/, glob: "*.csv", format: csv}}
+  split: {{by: hash, key: id, fractions: {{train: 0.6, validation: 0.2, test: 0.2}}}}
+training:
+  target: diagnosis
+  task: classification
+  hyperparameters: {{epochs: 8, batch_size: 32, lr: 0.01, hidden: [16]}}
+  workers: 1
+  timeout: 10m
+  retries: 0
+evaluation:
+  split: test
+  primary_metric: roc_auc
+gate:
+  thresholds: {{roc_auc: 0.8}}
+monitoring:
+  schedule: null
+  source: {{bucket: {bucket}, prefix: cancer/live/, glob: "*.csv", format: csv}}
+  drift: {{exclude: [id]}}
+triggers:
+  schedule: null
+  new_data: true
+  drift: true
+defaults:
+  retries: 0
+"""
+
+
+def _upload(s3, bucket: str, key: str, frame) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue().encode())
+
+
+@pytest.fixture(scope="module")
+def live_pipeline(live_airflow, live_dags_folder, moto_endpoint, session_dir):
+    bucket = f"live-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    _upload(s3, bucket, "cancer/train/batch-000.csv", datasets.batch("cancer", 0, 2))
+    artifact_root = (session_dir / "live-artifacts").as_uri()
+    (live_dags_folder / "pipelines" / f"{PIPELINE}.yaml").write_text(
+        CONFIG.format(name=PIPELINE, artifact_root=artifact_root, model=MODEL, bucket=bucket)
+    )
+    live_airflow.ensure_pool(promotion_pool(MODEL), 1, "serialise promotions")
+    for dag_id in (f"retrain_{PIPELINE}", f"monitor_{PIPELINE}"):
+        live_airflow.wait_for_dag(dag_id, timeout_s=240)
+    return {"bucket": bucket, "s3": s3}
+
+
+def _wait_for_new_run(stack, dag_id: str, known: set[str], timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        fresh = [r for r in stack.runs(dag_id) if r["dag_run_id"] not in known]
+        if fresh:
+            return fresh[0]
+        time.sleep(2)
+    raise TimeoutError(f"no new run of {dag_id} within {timeout_s}s")
+
+
+def _xcom(stack, dag_id: str, run_id: str, task_id: str):
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    return stack.api("GET", path, params={"deserialize": True})["value"]
+
+
+def test_new_data_event_trains_and_promotes_the_first_champion(live_airflow, live_pipeline, mlflow_server):
+    dag_id = f"retrain_{PIPELINE}"
+    known = {r["dag_run_id"] for r in live_airflow.runs(dag_id)}
+    live_airflow.post_asset_event(f"mlops.{PIPELINE}.new_data", {"keys": ["cancer/train/batch-000.csv"]})
+    run = _wait_for_new_run(live_airflow, dag_id, known)
+    finished = live_airflow.wait_for_run(dag_id, run["dag_run_id"], timeout_s=900)
+    assert finished["state"] == "success", live_airflow.task_states(dag_id, run["dag_run_id"])
+    assert finished["run_type"] == "asset_triggered"
+    champion = mlflow.MlflowClient(mlflow_server).get_model_version_by_alias(MODEL, "champion")
+    decision = _xcom(live_airflow, dag_id, run["dag_run_id"], "gate")
+    assert decision["verdict"] == "pass"
+    assert str(decision["version"]) == champion.version
+    assert champion.tags["mlops.trigger_cause"] == "new_data"
+
+
+def test_drifted_live_data_emits_drift_and_retrains_with_drift_as_cause(
+    live_airflow, live_pipeline, mlflow_server
+):
+    bucket, s3 = live_pipeline["bucket"], live_pipeline["s3"]
+    _upload(s3, bucket, "cancer/live/window-000.csv", datasets.live_window("cancer", 300, drift=2.0, seed=3))
+    _upload(s3, bucket, "cancer/train/drifted-000.csv", datasets.drifted_batch("cancer", 2.0, seed=3))
+    retrain, monitor = f"retrain_{PIPELINE}", f"monitor_{PIPELINE}"
+    known = {r["dag_run_id"] for r in live_airflow.runs(retrain)}
+    run_id = live_airflow.trigger(monitor)
+    finished = live_airflow.wait_for_run(monitor, run_id, timeout_s=600)
+    assert finished["state"] == "success", live_airflow.task_states(monitor, run_id)
+    drift = _xcom(live_airflow, monitor, run_id, "detect_drift")
+    assert drift["drift"] is True and drift["drifted_columns"]
+    run = _wait_for_new_run(live_airflow, retrain, known)
+    done = live_airflow.wait_for_run(retrain, run["dag_run_id"], timeout_s=900)
+    assert done["state"] == "success", live_airflow.task_states(retrain, run["dag_run_id"])
+    decision = _xcom(live_airflow, retrain, run["dag_run_id"], "gate")
+    version = mlflow.MlflowClient(mlflow_server).get_model_version(MODEL, decision["version"])
+    assert version.tags["mlops.trigger_cause"] == "drift", version.tags
+    record = load_record(mlflow.MlflowClient(mlflow_server), decision["run_artifact_uri"], MODEL)
+    assert record.trigger["cause"] == "drift"
+    assert record.trigger["events"][0]["extra"]["drifted_columns"]

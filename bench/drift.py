@@ -18,6 +18,12 @@ first (untimed) and then times only the drift computation; peak RSS is the child
 The baselines need pandas < 3, so each gets a virtualenv made here with pip from the package
 registry; when that is impossible the figure is null and the reason is recorded.
 
+Memory: ``*_peak_rss_mb`` is the peak RSS while detecting drift with both windows resident
+(imports and data included; the kernel's peak mark is reset after loading and Arrow's pool
+has returned what Parquet decoding left over); ``*_process_peak_rss_mb`` is the whole child's
+peak, Parquet loading included. ``input_mb`` is both windows' in-memory Arrow size. The stream
+run's peak is its whole process (it never loads a window).
+
 Usage: ``python bench/drift.py`` (full) or ``python bench/drift.py --quick`` (smoke).
 """
 
@@ -92,6 +98,33 @@ def windows(rows: int) -> tuple[Path, Path]:
 
 
 # --- children -----------------------------------------------------------------------------------
+# Peak memory of the drift computation itself: after the windows are loaded, Arrow's pool gives
+# back what Parquet decoding left over and the kernel's peak-RSS mark is reset, so the figure is
+# the peak while detecting drift with both windows resident (imports and data included).
+PEAK = r"""
+def _status():
+    with open("/proc/self/status") as f:
+        d = {l.split(":")[0]: l.split()[1] for l in f if len(l.split()) > 1}
+    return int(d["VmRSS"]) / 1024, int(d["VmHWM"]) / 1024
+
+def reset_peak():
+    try:
+        import pyarrow as pa
+        pa.default_memory_pool().release_unused()
+    except ImportError:
+        pass
+    import gc
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status()[0]
+
+def peak_mb():
+    return _status()[1]
+"""
+exec(PEAK)
+
+
 def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
     """Run one contender in this (child) process and write its timed figures to ``out``."""
     import numpy as np
@@ -115,6 +148,7 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         return
     ref_t, cur_t = pq.read_table(ref), pq.read_table(cur)
     figures["input_mb"] = (ref_t.nbytes + cur_t.nbytes) / 2**20
+    figures["rss_before_mb"] = reset_peak()  # noqa: F821  (defined by exec(PEAK))
     if mode in ("ours", "ours_1thread"):
         cfg = DriftConfig(workers=1 if mode == "ours_1thread" else 2)
         start = time.perf_counter()
@@ -153,13 +187,17 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         figures["seconds"] = time.perf_counter() - start
     else:
         raise SystemExit(f"unknown mode {mode}")
+    figures["peak_rss_mb"] = peak_mb()  # noqa: F821
     Path(out).write_text(json.dumps(figures))
 
 
-EVIDENTLY = r"""
+EVIDENTLY = (
+    PEAK
+    + r"""
 import json, sys, time
 import pandas as pd
 ref, cur = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+rss_before = reset_peak()
 from evidently import Report
 from evidently.presets import DataDriftPreset
 start = time.perf_counter()
@@ -176,13 +214,18 @@ for metric in payload.get("metrics", []):
         is_p_value = "p_value" in method or "p-value" in method
         if (value < threshold) if is_p_value else (value >= threshold):
             drifted.append(config["column"])
-json.dump({"seconds": seconds, "drifted": sorted(drifted), "drifted_count": count}, open(sys.argv[3], "w"))
+json.dump({"seconds": seconds, "drifted": sorted(drifted), "drifted_count": count,
+           "peak_rss_mb": peak_mb(), "rss_before_mb": rss_before}, open(sys.argv[3], "w"))
 """
+)
 
-NANNYML = r"""
+NANNYML = (
+    PEAK
+    + r"""
 import json, sys, time
 import pandas as pd
 ref, cur = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+rss_before = reset_peak()
 import nannyml as nml
 cols = list(ref.columns)
 start = time.perf_counter()
@@ -196,8 +239,10 @@ seconds = time.perf_counter() - start
 frame = result.filter(period="analysis").to_df()
 alerts = {k[0] for k in frame.columns if k[0] in cols and k[-1] == "alert" and bool(frame[k].any())}
 json.dump({"seconds": seconds, "fit_s": fitted - start, "calculate_s": seconds - (fitted - start),
-           "drifted": sorted(alerts)}, open(sys.argv[3], "w"), default=str)
+           "drifted": sorted(alerts), "peak_rss_mb": peak_mb(), "rss_before_mb": rss_before},
+          open(sys.argv[3], "w"), default=str)
 """
+)
 
 
 def ensure_env(name: str) -> tuple[Path | None, str | None]:
@@ -231,7 +276,7 @@ def measure(args: list[str]) -> dict[str, Any]:
     wall, rss = run_measured([*args, out], env=NO_TELEMETRY)
     figures = json.loads(Path(out).read_text())
     os.unlink(out)
-    return {**figures, "wall_s": wall, "peak_rss_mb": rss}
+    return {"peak_rss_mb": rss, **figures, "wall_s": wall, "process_peak_rss_mb": rss}
 
 
 def ours(mode: str, ref: Path, cur: Path, store: Path) -> dict[str, Any]:
@@ -279,8 +324,12 @@ def main() -> None:
         evidently_s=runs["evidently"]["seconds"] if runs["evidently"] else None,
         nannyml_s=runs["nannyml"]["seconds"] if runs["nannyml"] else None,
         ours_peak_rss_mb=runs["ours"]["peak_rss_mb"],
+        ours_rss_before_mb=runs["ours"]["rss_before_mb"],
+        ours_process_peak_rss_mb=runs["ours"]["process_peak_rss_mb"],
         ours_1thread_peak_rss_mb=runs["ours_1thread"]["peak_rss_mb"],
         evidently_peak_rss_mb=runs["evidently"]["peak_rss_mb"] if runs["evidently"] else None,
+        evidently_process_peak_rss_mb=runs["evidently"]["process_peak_rss_mb"] if runs["evidently"] else None,
+        nannyml_process_peak_rss_mb=runs["nannyml"]["process_peak_rss_mb"] if runs["nannyml"] else None,
         nannyml_peak_rss_mb=runs["nannyml"]["peak_rss_mb"] if runs["nannyml"] else None,
         input_mb=runs["ours"]["input_mb"],
         ours_drifted=runs["ours"]["drifted"],

@@ -6,6 +6,7 @@ NumPy buffer (numeric) or category counts (categorical), and lets it go before t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -37,15 +38,21 @@ class TableSource:
 
 
 class ParquetSource:
-    """Columns of a Parquet file, each read on demand (all row groups of that column only)."""
+    """Columns of a Parquet file, each read on demand (all row groups of that column only).
+
+    Reads are serialised: one ``ParquetFile`` (one open file) is not safe to read from two
+    threads at once, and the engine's workers overlap their computing, not their reading.
+    """
 
     def __init__(self, parquet: pq.ParquetFile) -> None:
         self.parquet = parquet
         self.schema = parquet.schema_arrow
         self.num_rows = parquet.metadata.num_rows
+        self._lock = threading.Lock()
 
     def column(self, name: str) -> pa.ChunkedArray:
-        return self.parquet.read(columns=[name], use_threads=False).column(0)
+        with self._lock:
+            return self.parquet.read(columns=[name], use_threads=False).column(0)
 
 
 def is_numeric_type(dtype: pa.DataType) -> bool:

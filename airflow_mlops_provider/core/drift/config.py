@@ -42,6 +42,20 @@ class DriftConfig(BaseModel):
     stability index whose threshold is ``psi_threshold`` plus its no-drift bias at the
     window sizes (see :func:`airflow_mlops_provider.core.drift.numeric.psi_threshold`);
     ``jensenshannon`` is the base-2 Jensen-Shannon distance in [0, 1].
+
+    Automatic choices, each overridable per column in ``columns``: floats, decimals and
+    timestamps are numeric; strings, booleans and dictionaries categorical; integers with at
+    most ``categorical_max_unique`` distinct values in the reference are codes (categorical),
+    other integers numeric. By size: the KS p-value is exact up to 10,000 values per sample and
+    asymptotic above; PSI thresholds grow at small n; fewer than ``min_rows`` values give
+    ``unknown``. A change of the missing-value share by at least ``missing_share_threshold``
+    (significant after the same correction) is drift by itself.
+
+    Dataset verdict: drift when at least one column drifted and the drifted share of the
+    columns with a known verdict (weighted by ``columns[name].weight``, default 1) reaches
+    ``drift_share``; ``unknown`` decides whether unknown columns are only reported (``warn``),
+    count as drifted (``drift``) or fail the check (``fail``). With ``prediction_drift`` the
+    champion's outputs are compared too, and their drift alone also makes the dataset drift.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,9 +1,11 @@
 """Numeric two-sample statistics on sorted NumPy buffers.
 
-Both samples are sorted once; one linear merge of the two sorted arrays then yields the
-Kolmogorov-Smirnov statistic and the Wasserstein-1 distance (the same arithmetic as
-``scipy.stats.ks_2samp`` and ``scipy.stats.wasserstein_distance``, without their extra sorts
-and binary searches of the concatenated data), and the reference's quantile bin edges give PSI.
+Both samples are sorted once (the reference when its statistics are fitted). Then the
+Kolmogorov-Smirnov statistic comes from a branch-and-bound scan that evaluates the CDF gap
+exactly only where the maximum can be, the Wasserstein-1 distance from the two quantile
+functions (no merge when the sizes are equal), and PSI from the reference's quantile bin
+edges. The statistics equal ``scipy.stats.ks_2samp`` and ``scipy.stats.wasserstein_distance``
+(tested to 1e-9 and better) without their per-value binary searches of the concatenated data.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The MLflow server goes down in the middle of a promotion: clear failure, no bad alias, retry completes.
 
 A second, short-lived ``mlflow server`` (PostgreSQL backend, local artifacts) belongs to this test
-alone, so it can be stopped at exact points of the promotion: right after the new version was
-created and just before ``champion`` moves. A proxy in front of it sees each request and stops
-the real server at that point; it also cuts the network while the new version's artifacts are
-downloaded for verification.
+alone, so it can be killed at an exact point of the promotion: just before ``champion`` moves
+(``previous_champion`` already set). A proxy in front of it sees each request; it kills the real
+server there, and also cuts the network right after the new version was created and while its
+artifacts are downloaded for verification.
 """
 
 from __future__ import annotations
@@ -41,16 +41,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableMlfl
         yield running
 
 
-def stop_server_when(server: RestartableMlflow, matches, after: bool = True):
-    """A proxy hook stopping the real server the first time a request matches."""
-    fired: list[str] = []
+def partition_after(matches):
+    """Proxy hooks: once a matching request was answered by the server, refuse everything until healed."""
+    state = {"down": False}
 
-    def hook(method: str, path: str, body: bytes) -> None:
-        if not fired and matches(method, path, body):
-            fired.append(f"{method} {path}")
-            server.stop()
+    def after(method: str, path: str, body: bytes) -> None:
+        if matches(method, path, body):
+            state["down"] = True
 
-    return hook, fired
+    def rule(method: str, path: str, body: bytes) -> str | None:
+        return "refuse" if state["down"] else None
+
+    return after, rule, state
 
 
 def refuse_once(server: RestartableMlflow | None, matches):
@@ -96,13 +98,15 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
         flaky = TrackingSettings(tracking_uri=proxy.url, max_retries=0, request_timeout_s=20)
         evaluated = evaluation(flaky, better)
 
-        # 1. The server dies right after registering the new version.
-        proxy.after, fired = stop_server_when(server, lambda m, p, b: p.endswith("/model-versions/create"))
+        # 1. The server becomes unreachable right after it registered the new version.
+        proxy.after, proxy.rule, partition = partition_after(
+            lambda m, p, b: p.endswith("/model-versions/create")
+        )
         with pytest.raises(registry.RegistryUnavailable, match=rf"MLflow at {proxy.url} failed while "):
             gate_and_register(flaky, evaluated, GATE)
-        assert fired and not server.running
-        server.start()
-        assert aliases() == {"champion": "1", "challenger": "1"}  # nothing points at v2
+        assert partition["down"]
+        partition["down"] = False
+        assert aliases() == {"champion": "1", "challenger": "1"}  # v2 exists, but nothing points at it
 
         # 2. The network to it fails while the new version's artifacts are downloaded for verification:
         #    an unreachable server is not mistaken for missing artifacts.
@@ -120,7 +124,7 @@ def test_server_stopped_mid_promotion_fails_clearly_and_a_retry_completes(
         decision = gate_and_register(flaky, evaluated, GATE)  # the retry completes the gate
         assert (decision["verdict"], decision["version"]) == ("pass", "2")
 
-        # 3. It dies just before `champion` moves (previous_champion was already set).
+        # 3. The server is killed just before `champion` moves (previous_champion was already set).
         def champion_alias(method: str, path: str, body: bytes) -> bool:
             return (
                 path.endswith("/registered-models/alias")

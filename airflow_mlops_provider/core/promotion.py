@@ -280,6 +280,27 @@ def promote(
     )
 
 
+def record_rejection(
+    settings: TrackingSettings, decision: Mapping[str, Any], approval: Mapping[str, Any]
+) -> str:
+    """Record that a human rejected the promotion (the champion did not move); returns the record URI."""
+    client = settings.client()
+    model_name, run_id = decision["model_name"], decision["source_run_id"]
+    artifact_uri = decision.get("run_artifact_uri") or registry.get_run(client, run_id).info.artifact_uri
+    with registry._step(f"reading the decision record of run {run_id}", client):
+        record = load_record(client, artifact_uri, model_name)
+    if record is None:
+        raise PromotionRefused(f"{model_name}: no decision record for run {run_id}")
+    known = _decision_tags(
+        record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
+    )
+    record.approval = _approval(record, approval)
+    who = (record.approval.get("by") or {}).get("name") or "a reviewer"
+    record.status = "rejected"
+    record.reasons = [*record.reasons, f"promotion rejected by {who}; champion not moved"]
+    return _store(client, record, artifact_uri, known)
+
+
 def _reevaluate(
     settings: TrackingSettings,
     decision: Mapping[str, Any],

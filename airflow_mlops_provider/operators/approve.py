@@ -2,9 +2,10 @@
 
 :func:`approval_task` builds the standard provider's ``ApprovalOperator`` ("Approve" / "Reject")
 whose form shows the decision record's Markdown summary (metrics of both models, thresholds,
-verdict and reasons, trigger cause, data hashes). "Approve" lets the promotion run, which then
-records the approver and time in the decision record; "Reject" skips the promotion, so the
-champion does not move. Answer in the Airflow UI (Required Actions) or through the HITL REST API.
+verdict and reasons, trigger cause, data hashes). "Approve" lets the promotion run, which
+then records the approver and time in the decision record; "Reject" skips the promotion, so
+the champion does not move, and the approval task's success callback records the rejection.
+Answer in the Airflow UI (Required Actions) or through the HITL REST API.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def approval_task(
     subject: str | None = None,
     response_timeout: timedelta | None = None,
     assigned_users: Any = None,
+    mlflow_conn_id: str = "mlflow_default",
     **kwargs: Any,
 ) -> Any:
     """An ``ApprovalOperator`` showing the decision of the gate task behind ``decision`` (its XComArg).
@@ -29,6 +31,7 @@ def approval_task(
     The task is placed downstream of the gate. ``response_timeout`` bounds the wait for a human
     (without a default option, a timeout fails the task and the champion stays); use it rather
     than ``execution_timeout``. ``assigned_users`` limits who may answer (``{"id", "name"}``).
+    A "Reject" answer is written into the decision record (status ``rejected``, who and when).
     """
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
@@ -39,13 +42,50 @@ def approval_task(
         f"(gate: {{{{ {pull}['verdict'] }}}})"
     )
     body = f"{{{{ ti.xcom_pull(task_ids={gate_task_id!r}, key={DECISION_MARKDOWN_KEY!r}) }}}}"
+    callbacks = kwargs.pop("on_success_callback", None) or []
+    callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
     task = ApprovalOperator(
         task_id=task_id,
         subject=subject,
         body=body,
         response_timeout=response_timeout,
         assigned_users=assigned_users,
+        on_success_callback=[*callbacks, RecordRejection(gate_task_id, mlflow_conn_id)],
         **kwargs,
     )
     decision.operator >> task
     return task
+
+
+class RecordRejection:
+    """Success callback of the approval task: a "Reject" answer goes into the decision record.
+
+    The approval task succeeds either way; on "Reject" it skips the promotion, which therefore
+    cannot record anything itself.
+    """
+
+    def __init__(self, gate_task_id: str, mlflow_conn_id: str) -> None:
+        self.gate_task_id = gate_task_id
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def __call__(self, context: Any) -> None:
+        # execute_complete() left the answer on the operator just before it skipped the promotion.
+        task, ti = context["task"], context["ti"]
+        answer = dict(getattr(task, "hitl_summary_extra", None) or {})
+        if list(answer.get("chosen_options") or []) != ["Reject"]:
+            return
+        from airflow_mlops_provider.core.promotion import record_rejection
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+        user = answer.get("responded_by_user")
+        approval = {
+            "chosen_options": ["Reject"],
+            "responded_by_user": dict(user) if isinstance(user, dict) else user,
+            "responded_at": answer.get("responded_at"),
+        }
+        try:
+            decision = ti.xcom_pull(task_ids=self.gate_task_id)
+            uri = record_rejection(MlflowHook(self.mlflow_conn_id).settings, decision, approval)
+            task.log.info("Promotion rejected by %s; recorded in %s", user, uri)
+        except Exception:  # the answer stands in Airflow even if the record cannot be updated now
+            task.log.exception("Could not record the rejection in the decision record")

@@ -157,7 +157,10 @@ def test_approval_path_records_the_approver_or_keeps_the_champion(dags, mlflow_c
             "promote": "skipped",
         }
         assert registry.alias_number(client, name, "champion") == "1"
-        assert kept.status == "awaiting_approval"
+        assert kept.status == "rejected" and not kept.approval["approved"]
+        assert kept.approval["by"]["name"] == "reviewer"
+        assert kept.reasons[-1] == "promotion rejected by reviewer; champion not moved"
+        assert client.get_model_version(name, "2").tags["mlops.decision_status"] == "rejected"
 
 
 def test_rollback_dag_restores_the_previous_champion(dags, mlflow_conn, models: Models):

@@ -5,6 +5,10 @@ three numeric columns shifted by 0.5 sigma in the current window, as Parquet und
 ``bench/.work/drift/``. Every contender runs in its own child process that loads both windows
 first (untimed) and then times only the drift computation; peak RSS is the child's.
 
+Timings: the machine is shared, so floor, ours and the scipy loop run interleaved three times
+and the fastest of each is kept (every sample is in ``<name>_all_s``); Evidently and NannyML
+run once (their margins are large).
+
 - ``ours``: cold run, reference statistics fitted inside the timed section (default 2 workers);
 - ``ours_1thread``: the same with one worker;
 - ``ours_stored``: a monitoring run that loads stored reference statistics (fitted before);
@@ -44,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import WORK, print_table, quick_flag, run_measured, write_results
 
 ENVS = Path(__file__).resolve().parent / ".envs"
+REPEATS = 3
 DATA = WORK / "drift"
 NUMERIC = [f"x{i:02d}" for i in range(20)]
 CATEGORICAL = ["colour", "region", "segment"]
@@ -146,7 +151,7 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         figures["drifted"] = sorted(result.drifted_columns)
         Path(out).write_text(json.dumps(figures))
         return
-    ref_t, cur_t = pq.read_table(ref), pq.read_table(cur)
+    ref_t, cur_t = _read_columnwise(ref), _read_columnwise(cur)
     figures["input_mb"] = (ref_t.nbytes + cur_t.nbytes) / 2**20
     figures["rss_before_mb"] = reset_peak()  # noqa: F821  (defined by exec(PEAK))
     if mode in ("ours", "ours_1thread"):
@@ -189,6 +194,17 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         raise SystemExit(f"unknown mode {mode}")
     figures["peak_rss_mb"] = peak_mb()  # noqa: F821
     Path(out).write_text(json.dumps(figures))
+
+
+def _read_columnwise(path: str) -> Any:
+    """Read a window column by column: whole-file reads leave ~200 MB of decoder buffers behind
+    in Arrow's pool, which would be counted against the engine's peak."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    return pa.table({n: parquet.read(columns=[n], use_threads=False).column(0) for n in names})
 
 
 EVIDENTLY = (
@@ -292,13 +308,15 @@ def main() -> None:
     figures: dict[str, Any] = {"rows": rows, "columns": len(NUMERIC) + len(CATEGORICAL)}
     notes: dict[str, str] = {}
 
-    runs = {
-        mode: ours(mode, ref, cur, store) for mode in ("sort_floor", "ours", "ours_1thread", "scipy_loop")
-    }
-    ours(  # fit and store the reference statistics (a training-time or first-run cost)
-        "ours_fit_store", ref, cur, store
-    )
-    runs["ours_stored"] = ours("ours_stored", ref, cur, store)
+    # the machine is shared: the fast contenders run interleaved REPEATS times, best kept
+    ours("ours_fit_store", ref, cur, store)  # fit and store the reference statistics once
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(1 if quick else REPEATS):
+        for mode in ("sort_floor", "ours", "ours_1thread", "ours_stored", "scipy_loop"):
+            samples.setdefault(mode, []).append(ours(mode, ref, cur, store))
+    runs = {mode: min(found, key=lambda r: r["seconds"]) for mode, found in samples.items()}
+    for mode, found in samples.items():
+        figures[f"{mode}_all_s"] = [round(r["seconds"], 4) for r in found]
     for name, script in (("evidently", EVIDENTLY), ("nannyml", NANNYML)):
         python, reason = ensure_env(name)
         if python is None:

@@ -81,3 +81,10 @@ def test_every_boto3_client_in_the_stack_sends_checksums_only_when_required(comp
         env = compose["services"][name]["environment"]
         assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required", name
         assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required", name
+
+
+def test_the_init_job_creates_the_promotion_pools(compose):
+    command = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "airflow db migrate" in command
+    assert "python -m airflow_mlops_provider.factory.pools /opt/airflow/dags/pipelines" in command
+    assert "airflow pools import" in command

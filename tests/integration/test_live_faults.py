@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import mlflow
@@ -27,6 +28,7 @@ from airflow_mlops_provider import datasets
 from airflow_mlops_provider.operators.promote import promotion_pool
 from tests.support.airflow_stack import AirflowStack, airflow_stack
 from tests.support.faults import (
+    RestartableMoto,
     aliases_without_artifacts,
     alive,
     describe,
@@ -38,7 +40,7 @@ from tests.support.faults import (
     wait_until_gone,
     workers,
 )
-from tests.support.promotion import restartable_mlflow
+from tests.support.promotion import RestartableMlflow, restartable_mlflow
 from tests.support.services import postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -81,7 +83,7 @@ defaults:
 
 # Scenario -> pipeline settings. Short training unless the fault needs a worker to be alive.
 PIPELINES = {
-    "f_sched": dict(epochs=60, train_retries=1, max_restarts=0, checkpoint_every=5),
+    "f_sched": dict(epochs=30, train_retries=1, max_restarts=0, checkpoint_every=5),
     "f_mlflow": dict(epochs=5, train_retries=0, max_restarts=0, checkpoint_every=5, mlflow="mlflow_faulty"),
     "f_s3": dict(epochs=5, train_retries=0, max_restarts=0, checkpoint_every=5, aws="aws_faulty"),
     "f_worker": dict(epochs=60, train_retries=0, max_restarts=1, checkpoint_every=2),
@@ -106,7 +108,14 @@ def _conn_env(mlflow_url: str, moto_url: str) -> tuple[str, str]:
 class Faults:
     """The module's deployment, its restartable servers and where each pipeline keeps its data."""
 
-    def __init__(self, stack: AirflowStack, artifacts: Path, flaky_mlflow, flaky_moto, bucket: str) -> None:
+    def __init__(
+        self,
+        stack: AirflowStack,
+        artifacts: Path,
+        flaky_mlflow: RestartableMlflow,
+        flaky_moto: RestartableMoto,
+        bucket: str,
+    ) -> None:
         self.stack = stack
         self.artifacts = artifacts
         self.flaky_mlflow = flaky_mlflow
@@ -166,7 +175,9 @@ def faults(session_dir: Path, mlflow_server: str, moto_endpoint: str) -> Iterato
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _wait(what: str, check: Callable[[], object], stack: AirflowStack, timeout_s: float, every: float = 0.3):
+def _wait(
+    what: str, check: Callable[[], object], stack: AirflowStack, timeout_s: float, every: float = 0.3
+) -> object:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = check()
@@ -181,7 +192,9 @@ def _state(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str |
     return stack.task_states(dag_id, run_id).get(task_id)
 
 
-def _wait_state(stack, dag_id, run_id, task_id, states, timeout_s=240):
+def _wait_state(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, states: set[str], timeout_s: float = 240
+) -> object:
     return _wait(
         f"{dag_id}.{task_id} in {states}",
         lambda: _state(stack, dag_id, run_id, task_id) in states,
@@ -206,7 +219,7 @@ def _assert_clean(faults: Faults, pipeline: str, tracking_uri: str) -> None:
     assert left == [], describe(left)
 
 
-def _champion(tracking_uri: str, pipeline: str):
+def _champion(tracking_uri: str, pipeline: str) -> Any:
     return mlflow.MlflowClient(tracking_uri).get_model_version_by_alias(f"{pipeline}_model", "champion")
 
 
@@ -240,7 +253,8 @@ def test_mlflow_stopped_during_promotion_fails_clearly_and_a_retry_promotes(faul
         errors = task_errors(stack.home, dag_id, run_id, "gate")
         assert len(errors) == 1, errors
         assert errors[0].startswith(f"RegistryUnavailable: MLflow at {server.url} failed"), errors
-        assert "Connection refused" in errors[0] and "Nothing after this step was changed" in errors[0]
+        assert "Failed to establish a new connection" in errors[0], errors
+        assert "Nothing after this step was changed" in errors[0], errors
     finally:
         server.start()
     # Nothing moved while the server was down: no alias, or none on an unloadable version.

@@ -92,6 +92,14 @@ class TrainingContext:
     def validation_uri(self) -> str | None:
         return self.splits.get("validation")
 
+    def split_key(self) -> str | None:
+        """The column the snapshot was hash-split on (a row id, not a feature), if any."""
+        from airflow_mlops_provider.core.snapshot import open_snapshot
+
+        manifest = open_snapshot(self.snapshot["uri"], self.storage_options).manifest
+        split = manifest.get("split_config") or {}
+        return split.get("column") if split.get("by") == "hash" else None
+
     def read_split(self, split: str) -> pd.DataFrame:
         """One split of the training snapshot as a DataFrame."""
         from airflow_mlops_provider.core.snapshot import open_snapshot

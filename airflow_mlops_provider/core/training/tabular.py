@@ -2,8 +2,8 @@
 
 Entry point ``airflow_mlops_provider.core.training.tabular:train``. Hyperparameters (all
 optional): ``epochs`` (10), ``batch_size`` (64, per process), ``lr`` (1e-3), ``weight_decay``
-(0), ``hidden`` ([64, 32]), ``dropout`` (0), ``feature_columns``, ``categorical_columns``,
-``max_categories`` (64). The preprocessing is fitted on the training split (identically on
+(0), ``hidden`` ([64, 32]), ``dropout`` (0), ``feature_columns`` (every column but the target
+and the hash-split key), ``categorical_columns``, ``max_categories`` (64). The preprocessing is fitted on the training split (identically on
 every rank), gradients are averaged by DDP, and validation metrics are logged per epoch as
 ``val_*`` together with ``train_loss``.
 """
@@ -25,6 +25,12 @@ from airflow_mlops_provider.core.tabular_model import TabularModel
 from airflow_mlops_provider.core.training.context import NonFiniteLossError, TrainingContext
 
 
+def _default_features(ctx: TrainingContext, frame: pd.DataFrame) -> list[str]:
+    """Every column but the target and the hash-split key: a row id only teaches the model its range."""
+    excluded = {ctx.target, ctx.split_key()}
+    return [column for column in frame.columns if column not in excluded]
+
+
 def train(ctx: TrainingContext) -> TabularModel:
     """Train the tabular MLP on ``ctx``'s snapshot and return it (identical on every rank)."""
     train_df = ctx.read_split("train")
@@ -34,7 +40,7 @@ def train(ctx: TrainingContext) -> TabularModel:
         train_df,
         ctx.target,
         ctx.task,
-        feature_columns=ctx.hp("feature_columns", None),
+        feature_columns=ctx.hp("feature_columns", None) or _default_features(ctx, train_df),
         categorical_columns=ctx.hp("categorical_columns", None),
         hidden=ctx.hp("hidden", [64, 32]),
         dropout=float(ctx.hp("dropout", 0.0)),

@@ -1,0 +1,35 @@
+"""The built-in trainer's default features leave out the hash-split key (a row id is not a feature)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import torch
+
+from airflow_mlops_provider.core.snapshot import write_snapshot
+from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.training.context import TrainingContext
+from airflow_mlops_provider.core.training.tabular import _default_features
+
+
+def _context(tmp_path, split_config):
+    table = pa.table({"id": [1, 2], "x": [0.5, 1.5], "label": ["a", "b"]})
+    ref = write_snapshot(
+        {"train": table}, Location(tmp_path.as_uri()), "p", manifest_extra={"split_config": split_config}
+    )
+    return TrainingContext(
+        rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend="gloo",
+        snapshot=ref.to_dict(), splits={}, target="label", task="classification", hyperparameters={},
+        checkpoint_dir=str(tmp_path), checkpoint_every=1, seed=0, metrics=None,
+    ), table.to_pandas()  # fmt: skip
+
+
+def test_hash_split_key_is_not_a_feature(tmp_path):
+    ctx, frame = _context(tmp_path, {"by": "hash", "column": "id"})
+    assert ctx.split_key() == "id"
+    assert _default_features(ctx, frame) == ["x"]
+
+
+def test_other_splits_keep_every_column_but_the_target(tmp_path):
+    ctx, frame = _context(tmp_path, {"by": "time", "column": "id"})
+    assert ctx.split_key() is None
+    assert _default_features(ctx, frame) == ["id", "x"]

@@ -22,30 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 from airflow_mlops_provider.operators.promote import promotion_pool  # noqa: E402
 from tests.support.airflow_stack import AirflowStack, airflow_stack  # noqa: E402
+from tests.support.pipelines import cancer_pipeline_yaml  # noqa: E402
 from tests.support.services import mlflow_server, moto_server, postgres_database  # noqa: E402
-
-PIPELINE_YAML = """
-name: {name}
-owner: bench
-artifact_root: {artifact_root}
-model_name: {model}
-data:
-  source: {{bucket: {bucket}, prefix: cancer/train/, glob: "*.csv", format: csv}}
-  split: {{by: hash, key: id, fractions: {{train: 0.6, validation: 0.2, test: 0.2}}}}
-training:
-  target: diagnosis
-  task: classification
-  hyperparameters: {{epochs: {epochs}, batch_size: 32, lr: 0.01, hidden: [16]}}
-  workers: 1
-evaluation: {{split: test, primary_metric: roc_auc}}
-gate: {{thresholds: {{roc_auc: 0.8}}}}
-monitoring:
-  schedule: null
-  source: {{bucket: {bucket}, prefix: cancer/live/, glob: "*.csv", format: csv}}
-  drift: {{exclude: [id]}}
-triggers: {{schedule: null, new_data: true, drift: false}}
-defaults: {{retries: 0}}
-"""
 
 
 @dataclass
@@ -63,8 +41,13 @@ class LiveStack:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue().encode())
 
     def add_pipeline(self, name: str, model: str, epochs: int = 8) -> None:
-        text = PIPELINE_YAML.format(
-            name=name, model=model, bucket=self.bucket, artifact_root=self.artifact_root, epochs=epochs
+        text = cancer_pipeline_yaml(
+            name,
+            model=model,
+            bucket=self.bucket,
+            artifact_root=self.artifact_root,
+            epochs=epochs,
+            drift_trigger=False,
         )
         (self.dags_folder / "pipelines" / f"{name}.yaml").write_text(text)
         self.airflow.ensure_pool(promotion_pool(model), 1, f"serialise promotions of {model}")

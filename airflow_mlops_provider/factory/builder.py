@@ -93,6 +93,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
         cause = TriggerCauseOperator(
             task_id="trigger_cause",
             asset_kinds={new_data_asset(config).name: "new_data", drift_asset(config).name: "drift"},
+            inlets=[new_data_asset(config), drift_asset(config)],
             doc_md=docs.TASKS["trigger_cause"],
         )
         ingest = IngestOperator(

@@ -26,44 +26,77 @@ class TriggerCauseOperator(BaseOperator):
     ``cause`` is ``"schedule"``, ``"manual"``, or the kinds of the assets whose events started
     the run (``"new_data"``, ``"drift"``, both joined with ``+`` when events were folded into
     one run). Every folded event is listed with its asset, time, producer and ``extra``.
+
+    With ``max_active_runs=1`` Airflow creates one queued run for events that arrive while a run
+    is active and drops the events that come after it (they create no run). The watched assets
+    are therefore also this task's inlets: the events after this run's own latest one, up to the
+    first event that created another run of this DAG, are read back and listed with
+    ``"recovered": true``, so each event lands in exactly one run's decision record.
     """
 
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, asset_kinds: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, asset_kinds: dict[str, str], inlets: Sequence[Any] = (), **kwargs: Any) -> None:
+        super().__init__(inlets=list(inlets), **kwargs)
         self.asset_kinds = asset_kinds
 
     def execute(self, context: Any) -> dict[str, Any]:
         dag_run = context["dag_run"]
         run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
-        events = []
-        accessor = context.get("triggering_asset_events") or {}
-        for asset in accessor:
-            for event in accessor[asset]:
-                events.append(
-                    {
-                        "asset": event.asset.name,
-                        "kind": self.asset_kinds.get(event.asset.name, "asset"),
-                        "timestamp": event.timestamp.isoformat(),
-                        "source_dag_id": event.source_dag_id,
-                        "source_run_id": event.source_run_id,
-                        "extra": dict(event.extra or {}),
-                    }
-                )
-        kinds = sorted({e["kind"] for e in events})
+        triggering = context.get("triggering_asset_events") or {}
+        events = {_key(e): self._describe(e, False) for asset in triggering for e in triggering[asset]}
+        if events:
+            latest = max(e["timestamp"] for e in events.values())
+            for event in self._dropped_after(context, dag_run, latest):
+                events.setdefault(_key(event), self._describe(event, True))
+        listed = sorted(events.values(), key=lambda e: e["timestamp"])
+        kinds = sorted({e["kind"] for e in listed})
         if kinds:
             cause = "+".join(kinds)
         elif run_type == "scheduled":
             cause = "schedule"
         else:
             cause = "manual"
-        self.log.info("Run %s started by %s (%d asset event(s))", dag_run.run_id, cause, len(events))
-        for event in events:
-            self.log.info(
-                "  %s event from %s at %s", event["kind"], event["source_dag_id"], event["timestamp"]
-            )
-        return {"cause": cause, "run_type": run_type, "run_id": dag_run.run_id, "events": events}
+        recovered = sum(e["recovered"] for e in listed)
+        self.log.info(
+            "Run %s started by %s (%d asset event(s), %d recovered from the previous run's window)",
+            dag_run.run_id, cause, len(listed), recovered,
+        )  # fmt: skip
+        for e in listed:
+            self.log.info("  %s event from %s at %s", e["kind"], e["source_dag_id"], e["timestamp"])
+        return {"cause": cause, "run_type": run_type, "run_id": dag_run.run_id, "events": listed}
+
+    def _dropped_after(self, context: Any, dag_run: Any, after: str) -> list[Any]:
+        """Events of the inlets after ``after`` that created no run of this DAG, until one did."""
+        inlet_events = context["inlet_events"]
+        timeline = sorted(
+            (event for asset in self.inlets for event in inlet_events[asset].after(after)),
+            key=lambda event: event.timestamp,
+        )
+        dropped = []
+        for event in timeline:
+            runs = {ref.run_id for ref in event.created_dagruns if ref.dag_id == dag_run.dag_id}
+            if runs - {dag_run.run_id}:
+                break  # from here on, events belong to a later run
+            if not runs:
+                dropped.append(event)
+        return dropped
+
+    def _describe(self, event: Any, recovered: bool) -> dict[str, Any]:
+        return {
+            "asset": event.asset.name,
+            "kind": self.asset_kinds.get(event.asset.name, "asset"),
+            "timestamp": event.timestamp.isoformat(),
+            "source_dag_id": event.source_dag_id,
+            "source_run_id": event.source_run_id,
+            "extra": dict(event.extra or {}),
+            "recovered": recovered,
+        }
+
+
+def _key(event: Any) -> tuple[str, str]:
+    """Identity of an asset event across the triggering-events and inlet-events views."""
+    return event.asset.name, event.timestamp.isoformat()
 
 
 class ChampionCheckOperator(BaseOperator, SkipMixin):

@@ -7,6 +7,7 @@ events and DAG runs posted to Airflow's REST API, results read from the MLflow r
 from __future__ import annotations
 
 import io
+import itertools
 import time
 import uuid
 
@@ -17,45 +18,12 @@ import pytest
 from airflow_mlops_provider import datasets
 from airflow_mlops_provider.core.decision_record import load_record
 from airflow_mlops_provider.operators.promote import promotion_pool
+from tests.support.pipelines import cancer_pipeline_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PIPELINE = "live"
 MODEL = "live_cancer"
-
-CONFIG = """
-name: {name}
-description: Live-stack integration pipeline on the breast-cancer table.
-owner: integration
-tags: [integration]
-artifact_root: {artifact_root}
-model_name: {model}
-data:
-  source: {{bucket: {bucket}, prefix: cancer/train/, glob: "*.csv", format: csv}}
-  split: {{by: hash, key: id, fractions: {{train: 0.6, validation: 0.2, test: 0.2}}}}
-training:
-  target: diagnosis
-  task: classification
-  hyperparameters: {{epochs: 8, batch_size: 32, lr: 0.01, hidden: [16]}}
-  workers: 1
-  timeout: 10m
-  retries: 0
-evaluation:
-  split: test
-  primary_metric: roc_auc
-gate:
-  thresholds: {{roc_auc: 0.8}}
-monitoring:
-  schedule: null
-  source: {{bucket: {bucket}, prefix: cancer/live/, glob: "*.csv", format: csv}}
-  drift: {{exclude: [id]}}
-triggers:
-  schedule: null
-  new_data: true
-  drift: true
-defaults:
-  retries: 0
-"""
 
 
 def _upload(s3, bucket: str, key: str, frame) -> None:
@@ -72,7 +40,7 @@ def live_pipeline(live_airflow, live_dags_folder, moto_endpoint, session_dir):
     _upload(s3, bucket, "cancer/train/batch-000.csv", datasets.batch("cancer", 0, 2))
     artifact_root = (session_dir / "live-artifacts").as_uri()
     (live_dags_folder / "pipelines" / f"{PIPELINE}.yaml").write_text(
-        CONFIG.format(name=PIPELINE, artifact_root=artifact_root, model=MODEL, bucket=bucket)
+        cancer_pipeline_yaml(PIPELINE, model=MODEL, bucket=bucket, artifact_root=artifact_root)
     )
     live_airflow.ensure_pool(promotion_pool(MODEL), 1, "serialise promotions")
     for dag_id in (f"retrain_{PIPELINE}", f"monitor_{PIPELINE}"):
@@ -133,3 +101,30 @@ def test_drifted_live_data_emits_drift_and_retrains_with_drift_as_cause(
     record = load_record(mlflow.MlflowClient(mlflow_server), decision["run_artifact_uri"], MODEL)
     assert record.trigger["cause"] == "drift"
     assert record.trigger["events"][0]["extra"]["drifted_columns"]
+
+
+def test_events_arriving_during_a_run_queue_one_run_and_none_is_lost(live_airflow, live_pipeline):
+    dag_id = f"retrain_{PIPELINE}"
+    asset = f"mlops.{PIPELINE}.new_data"
+    known = {r["dag_run_id"] for r in live_airflow.runs(dag_id)}
+    live_airflow.post_asset_event(asset, {"burst": 0})
+    first = _wait_for_new_run(live_airflow, dag_id, known)
+    for n in (1, 2, 3):
+        live_airflow.post_asset_event(asset, {"burst": n})
+    live_airflow.wait_for_run(dag_id, first["dag_run_id"], timeout_s=600)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = [r for r in live_airflow.runs(dag_id) if r["dag_run_id"] not in known]
+        if len(runs) >= 2 and all(r["state"] in ("success", "failed") for r in runs):
+            break
+        time.sleep(2)
+    runs = [r for r in live_airflow.runs(dag_id) if r["dag_run_id"] not in known]
+    assert all(r["state"] == "success" for r in runs), runs
+    spans = sorted((r["start_date"], r["end_date"]) for r in runs)
+    assert all(prev_end <= start for (_, prev_end), (start, _) in itertools.pairwise(spans)), spans
+    seen = [
+        event["extra"].get("burst")
+        for r in runs
+        for event in _xcom(live_airflow, dag_id, r["dag_run_id"], "trigger_cause")["events"]
+    ]
+    assert sorted(b for b in seen if b is not None) == [0, 1, 2, 3], seen

@@ -41,14 +41,8 @@ class LiveStack:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue().encode())
 
     def add_pipeline(self, name: str, model: str, epochs: int = 8) -> None:
-        text = cancer_pipeline_yaml(
-            name,
-            model=model,
-            bucket=self.bucket,
-            artifact_root=self.artifact_root,
-            epochs=epochs,
-            drift_trigger=False,
-        )
+        root = self.artifact_root
+        text = cancer_pipeline_yaml(name, model=model, bucket=self.bucket, artifact_root=root, epochs=epochs)
         (self.dags_folder / "pipelines" / f"{name}.yaml").write_text(text)
         self.airflow.ensure_pool(promotion_pool(model), 1, f"serialise promotions of {model}")
 

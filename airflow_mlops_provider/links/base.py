@@ -27,6 +27,9 @@ class XComUrlLink(BaseOperatorLink):
 
     @classmethod
     def persist(cls, context: Any, url: str | None) -> None:
-        """Record ``url`` for this link on the running task instance (no-op when there is none)."""
-        if url:
-            context["ti"].xcom_push(key=cls.source_key, value=url)
+        """Record ``url`` for this link on the running task instance.
+
+        An empty value is recorded when there is no URL (a local MLflow store has no UI), so the
+        worker's lookup after ``execute()`` finds an answer instead of logging a missing XCom.
+        """
+        context["ti"].xcom_push(key=cls.source_key, value=url or "")

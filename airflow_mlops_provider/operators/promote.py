@@ -57,11 +57,13 @@ def _check_on_fail(on_fail: str) -> str:
 def _links(context: Context, settings: Any, model_name: str, version: str, run_id: str | None) -> None:
     """Model version page and decision record page in the MLflow UI (nothing for local stores)."""
     MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
+    record_page = None
     if run_id and settings.browser_url:
         from airflow_mlops_provider.core.decision_record import record_page_url
 
         experiment_id = settings.client().get_run(run_id).info.experiment_id
-        ReportLink.persist(context, record_page_url(settings.browser_url, experiment_id, run_id, model_name))
+        record_page = record_page_url(settings.browser_url, experiment_id, run_id, model_name)
+    ReportLink.persist(context, record_page)
 
 
 class GateOperator(BaseOperator, SkipMixin):

@@ -17,7 +17,9 @@ import pytest
 
 from airflow_mlops_provider import datasets
 from airflow_mlops_provider.core.decision_record import load_record
+from airflow_mlops_provider.links.mlflow import model_version_url
 from airflow_mlops_provider.operators.promote import promotion_pool
+from tests.support.browser import browser_available, chromium, login
 from tests.support.pipelines import cancer_pipeline_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -77,6 +79,32 @@ def test_new_data_event_trains_and_promotes_the_first_champion(live_airflow, liv
     assert decision["verdict"] == "pass"
     assert str(decision["version"]) == champion.version
     assert champion.tags["mlops.trigger_cause"] == "new_data"
+
+
+@pytest.mark.skipif(not browser_available(), reason="Debian chromium/chromedriver not installed")
+def test_the_ui_links_the_promote_task_to_its_model_version(live_airflow, live_pipeline, mlflow_server):
+    dag_id = f"retrain_{PIPELINE}"
+    run_id = next(r for r in reversed(live_airflow.runs(dag_id)) if r["state"] == "success")["dag_run_id"]
+    version = mlflow.MlflowClient(mlflow_server).get_model_version_by_alias(MODEL, "champion").version
+    expected = model_version_url(mlflow_server, MODEL, version)
+    links = live_airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/promote/links")
+    assert links["extra_links"]["MLflow model version"] == expected
+    live_airflow._headers()
+    task_page = f"{live_airflow.api_url}/dags/{dag_id}/runs/{run_id}/tasks/promote"
+    with chromium() as driver:
+        login(driver, live_airflow.api_url, live_airflow._token)
+        hrefs: set[str] = set()
+        for page in (task_page, f"{task_page}/details"):
+            driver.get(page)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and expected not in hrefs:
+                hrefs |= {a.get_attribute("href") for a in driver.find_elements("tag name", "a")}
+                time.sleep(0.5)
+            if expected in hrefs:
+                break
+        assert expected in hrefs, sorted(h for h in hrefs if h)
+        link = next(a for a in driver.find_elements("tag name", "a") if a.get_attribute("href") == expected)
+        assert "MLflow model version" in link.text
 
 
 def test_drifted_live_data_emits_drift_and_retrains_with_drift_as_cause(

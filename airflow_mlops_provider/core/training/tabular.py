@@ -3,9 +3,9 @@
 Entry point ``airflow_mlops_provider.core.training.tabular:train``. Hyperparameters (all
 optional): ``epochs`` (10), ``batch_size`` (64, per process), ``lr`` (1e-3), ``weight_decay``
 (0), ``hidden`` ([64, 32]), ``dropout`` (0), ``feature_columns`` (every column but the target
-and the hash-split key), ``categorical_columns``, ``max_categories`` (64). The preprocessing is fitted on the training split (identically on
-every rank), gradients are averaged by DDP, and validation metrics are logged per epoch as
-``val_*`` together with ``train_loss``.
+and the hash-split key), ``categorical_columns``, ``max_categories`` (64). The preprocessing
+is fitted on the training split (identically on every rank), gradients are averaged by DDP,
+and validation metrics are logged per epoch as ``val_*`` together with ``train_loss``.
 """
 
 from __future__ import annotations

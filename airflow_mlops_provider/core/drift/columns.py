@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from airflow_mlops_provider.core.arrow_types import is_temporal_type
+
 
 class ColumnSource(Protocol):
     """Something with a schema, a row count and columns that can be read one by one."""
@@ -53,24 +55,6 @@ class ParquetSource:
     def column(self, name: str) -> pa.ChunkedArray:
         with self._lock:
             return self.parquet.read(columns=[name], use_threads=False).column(0)
-
-
-def is_numeric_type(dtype: pa.DataType) -> bool:
-    return pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_decimal(dtype)
-
-
-def is_temporal_type(dtype: pa.DataType) -> bool:
-    return pa.types.is_timestamp(dtype) or pa.types.is_date(dtype) or pa.types.is_duration(dtype)
-
-
-def is_categorical_type(dtype: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(dtype)
-        or pa.types.is_large_string(dtype)
-        or pa.types.is_string_view(dtype)
-        or pa.types.is_boolean(dtype)
-        or pa.types.is_dictionary(dtype)
-    )
 
 
 def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:

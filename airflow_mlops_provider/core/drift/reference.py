@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from airflow_mlops_provider.core.arrow_types import is_categorical_type, is_numeric_type, is_temporal_type
 from airflow_mlops_provider.core.drift.columns import (
     ColumnSource,
     category_counts,
     distinct_at_most,
-    is_categorical_type,
-    is_numeric_type,
-    is_temporal_type,
     names_in,
     numeric_values,
 )

@@ -19,6 +19,7 @@ import great_expectations  # noqa: F401  (importing it fills the expectation reg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_mlops_provider.core.arrow_types import is_categorical_type, is_numeric_type
 from airflow_mlops_provider.core.snapshot import Snapshot
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.validation.errors import ValidationConfigError
@@ -125,11 +126,11 @@ class _ColumnStats:
         self.nulls = 0
         self.low: Any = None
         self.high: Any = None
-        self.values: set[Any] | None = set() if _categorical(dtype) else None
+        self.values: set[Any] | None = set() if is_categorical_type(dtype) else None
 
     def add(self, column: pa.ChunkedArray) -> None:
         self.nulls += column.null_count
-        if _numeric(self.dtype):
+        if is_numeric_type(self.dtype):
             values = pc.drop_null(column)
             if pa.types.is_floating(self.dtype):
                 values = pc.filter(values, pc.is_finite(values))
@@ -147,7 +148,7 @@ class _ColumnStats:
         mostly = float(opts["mostly"])
         extra = {"mostly": mostly} if mostly < 1 else {}
         meta = {"inferred": True}
-        if _numeric(self.dtype) and self.low is not None:
+        if is_numeric_type(self.dtype) and self.low is not None:
             if pa.types.is_decimal(self.dtype):
                 self.low, self.high = float(self.low), float(self.high)
             margin = (self.high - self.low) * float(opts["range_margin"])
@@ -170,19 +171,6 @@ class _ColumnStats:
                 }
             ]
         return []
-
-
-def _numeric(dtype: pa.DataType) -> bool:
-    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
-
-
-def _categorical(dtype: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(dtype)
-        or pa.types.is_large_string(dtype)
-        or pa.types.is_boolean(dtype)
-        or pa.types.is_dictionary(dtype)
-    )
 
 
 def _expectation_name(name: str, where: str) -> str:

@@ -6,7 +6,6 @@ The same harness the integration tests use (tests/support), so the figures descr
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tempfile
 import uuid
@@ -23,7 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 from airflow_mlops_provider.operators.promote import promotion_pool  # noqa: E402
 from tests.support.airflow_stack import AirflowStack, airflow_stack  # noqa: E402
 from tests.support.pipelines import cancer_pipeline_yaml  # noqa: E402
-from tests.support.services import mlflow_server, moto_server, postgres_database  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    mlflow_connection,
+    mlflow_server,
+    moto_connection,
+    moto_server,
+    postgres_database,
+)
 
 
 @dataclass
@@ -62,10 +67,8 @@ def live_stack(parallelism: int = 8) -> Iterator[LiveStack]:
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_url}),
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                {"conn_type": "aws", "extra": {"endpoint_url": moto_url, "region_name": "us-east-1"}}
-            ),
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_connection(mlflow_url),
+            "AIRFLOW_CONN_AWS_DEFAULT": moto_connection(moto_url),
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         }

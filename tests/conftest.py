@@ -37,8 +37,8 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_URI", "MLFLOW
     os.environ.pop(_name, None)
 
 from tests.support.dags import DagHarness  # noqa: E402
+from tests.support.services import mlflow_connection, moto_connection, moto_server  # noqa: E402
 from tests.support.services import mlflow_server as mlflow_server_process  # noqa: E402
-from tests.support.services import moto_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -73,17 +73,11 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh bucket on the moto server, reachable through the ``aws_default`` connection."""
-    import json
     import uuid
 
     import boto3
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
-        ),
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", moto_connection(moto_endpoint))
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     yield bucket
@@ -99,9 +93,5 @@ def mlflow_server() -> Iterator[str]:
 @pytest.fixture
 def mlflow_conn(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The ``mlflow_default`` Airflow connection pointing at the test server."""
-    import json
-
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_connection(mlflow_server))
     return "mlflow_default"

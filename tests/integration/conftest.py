@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.airflow_stack import AirflowStack, airflow_stack, celery_env
-from tests.support.services import postgres_database
+from tests.support.services import mlflow_connection, moto_connection, postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,10 +24,8 @@ def live_dags_folder(session_dir: Path) -> Path:
 
 def _stack_env(session_dir: Path, mlflow_server: str, moto_endpoint: str) -> dict[str, str]:
     return {
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_server}),
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-            {"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}
-        ),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_connection(mlflow_server),
+        "AIRFLOW_CONN_AWS_DEFAULT": moto_connection(moto_endpoint),
         "MLOPS_ARTIFACT_ROOT": (session_dir / "live-artifacts").as_uri(),
     }
 

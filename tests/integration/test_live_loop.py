@@ -98,13 +98,26 @@ def test_the_ui_links_the_promote_task_to_its_model_version(live_airflow, live_p
             driver.get(page)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and expected not in hrefs:
-                hrefs |= {a.get_attribute("href") for a in driver.find_elements("tag name", "a")}
+                anchors = _anchors(driver)
+                hrefs |= set(anchors)
                 time.sleep(0.5)
             if expected in hrefs:
                 break
         assert expected in hrefs, sorted(h for h in hrefs if h)
-        link = next(a for a in driver.find_elements("tag name", "a") if a.get_attribute("href") == expected)
-        assert "MLflow model version" in link.text
+        assert "MLflow model version" in anchors[expected]
+
+
+def _anchors(driver) -> dict[str, str]:
+    """href -> text of the page's links; the React UI re-renders, so a vanished element is skipped."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    found = {}
+    for anchor in driver.find_elements("tag name", "a"):
+        try:
+            found[anchor.get_attribute("href")] = anchor.text
+        except StaleElementReferenceException:
+            continue
+    return found
 
 
 def test_drifted_live_data_emits_drift_and_retrains_with_drift_as_cause(

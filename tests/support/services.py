@@ -113,3 +113,17 @@ def mlflow_server(work_dir: Path, workers: int = 1) -> Iterator[str]:
         ]  # fmt: skip
         with background_process(args, port, work_dir / "mlflow.log", timeout_s=180):
             yield f"http://127.0.0.1:{port}"
+
+
+def mlflow_connection(url: str) -> str:
+    """``AIRFLOW_CONN_*`` value of an ``mlflow`` connection to the server at ``url``."""
+    import json
+
+    return json.dumps({"conn_type": "mlflow", "host": url})
+
+
+def moto_connection(endpoint: str) -> str:
+    """``AIRFLOW_CONN_*`` value of an ``aws`` connection to the moto server at ``endpoint``."""
+    import json
+
+    return json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})

@@ -1,9 +1,15 @@
 """Format readers: one source object in, Arrow record batches conformed to the target schema out.
 
 CSV and JSON Lines are parsed block by block from a sequential stream (gzip decompressed on
-the fly); Parquet is read row group by row group through a seekable view. Each reader checks
-the object's columns against the target schema (the configured one, or the first object's)
-and turns Arrow errors into :class:`IngestError` messages naming the object and column.
+the fly, the gzip CRC checked); Parquet is read row group by row group through a seekable view,
+verifying page checksums where the writer stored them. Each reader checks the object's columns
+against the target schema (the configured one, or the first object's) and turns Arrow errors
+into :class:`IngestError` messages naming the object and column.
+
+A CSV cell that holds one of the null markers (``csv_options["null_values"]``, by default
+:data:`DEFAULT_NULL_VALUES`: the empty cell, ``NA``, ``N/A``, ``NULL``, ``null``, ``NaN``... as
+Arrow and pandas have them) is missing in every column, string columns included, so the
+null-rate checks and the drift engine's missing-share test count it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ _EXTENSIONS = {
     ".json": "jsonl",
 }
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
+DEFAULT_NULL_VALUES = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,11 @@ def check_csv_options(options: Mapping[str, Any] | None) -> None:
     unknown = sorted(set(options or {}) - known)
     if unknown:
         raise IngestError(f"csv_options: unknown option(s) {unknown}; expected some of {sorted(known)}")
+
+
+def _csv_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The given CSV options over this reader's defaults: the null markers apply to strings too."""
+    return {"null_values": list(DEFAULT_NULL_VALUES), "strings_can_be_null": True, **(options or {})}
 
 
 def detect_format(uri: str, spec: ReadSpec) -> tuple[str, str | None]:
@@ -118,7 +133,7 @@ def read_object(
 
 
 def _csv(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> pacsv.CSVStreamingReader:
-    options = dict(spec.csv_options or {})
+    options = _csv_options(spec.csv_options)
     column_types = dict(options.pop("column_types", {}) or {})
     if target is not None:
         column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
@@ -140,7 +155,7 @@ def _csv_blocks(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> tuple[
     Rows never span blocks because values hold no newlines (``newlines_in_values`` off, as in
     Arrow's own default); with it on, :func:`_csv` streams instead.
     """
-    options = dict(spec.csv_options or {})
+    options = _csv_options(spec.csv_options)
     column_types = dict(options.pop("column_types", {}) or {})
     if target is not None:
         column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
@@ -201,7 +216,7 @@ def _jsonl(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> Any:
 def _parquet(
     handle: BinaryIO, obj: SourceObject, spec: ReadSpec
 ) -> tuple[Iterator[pa.RecordBatch], pa.Schema]:
-    parquet = pq.ParquetFile(pa.PythonFile(handle, mode="r"))
+    parquet = pq.ParquetFile(pa.PythonFile(handle, mode="r"), page_checksum_verification=True)
     return parquet.iter_batches(batch_size=spec.chunk_rows), parquet.schema_arrow
 
 

@@ -24,7 +24,9 @@ class IngestOperator(BaseOperator):
     :param format: ``csv``, ``parquet`` or ``jsonl``; None detects it from each key's suffix.
     :param compression: ``gzip`` or None (``.gz`` keys are detected).
     :param schema: column -> Arrow type name (``{"id": "int64"}``), fixing types and the column set.
-    :param csv_options: ``delimiter``, ``quote_char``, ``null_values``, ``column_types``...
+    :param csv_options: ``delimiter``, ``quote_char``, ``null_values``, ``column_types``...;
+        ``null_values`` (cells read as missing in every column, strings too) defaults to the
+        empty cell, ``NA``, ``NULL``, ``NaN`` and the other Arrow/pandas markers.
     :param split: ``{"by": "hash", "key": "id", "seed": 0, "fractions": {...}}`` or
         ``{"by": "time", "column": "ts", "validation_from": ..., "test_from": ...}``;
         None: one ``data`` split.

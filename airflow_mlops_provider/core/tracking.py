@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,11 +70,54 @@ class TrackingSettings:
         os.environ.update(self.env())
 
     def client(self) -> MlflowClient:
-        """An ``MlflowClient`` bound to these settings (exports them into the process first)."""
+        """An ``MlflowClient`` bound to these settings (exports them into the process first).
+
+        A SQLite store is initialised first (:func:`initialise_sqlite_store`), so that tasks and
+        subprocesses that open a brand-new store at the same time do not race its schema migration.
+        """
         from mlflow import MlflowClient
 
         self.apply()
+        for uri in dict.fromkeys((self.tracking_uri, self.registry_uri)):
+            initialise_sqlite_store(uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+_INITIALISED_SQLITE: set[Path] = set()
+
+
+def sqlite_database(uri: str | None) -> Path | None:
+    """The database file of a ``sqlite://`` store URI; None for other stores and in-memory SQLite."""
+    if not uri or not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database).resolve() if database and database != ":memory:" else None
+
+
+def initialise_sqlite_store(uri: str | None) -> None:
+    """Create and migrate the MLflow schema of a SQLite store once, under a file lock.
+
+    MLflow creates and migrates a SQLite schema on the first connection without any lock, so
+    processes opening a brand-new file at once run the migration concurrently and fail
+    ("duplicate column name: step"). Here the first process migrates while holding an exclusive
+    ``flock`` on ``<database>.lock``; the others wait, then find the schema current. Each process
+    does this once per database; any other store is left alone.
+    """
+    path = sqlite_database(uri)
+    if path is None or path in _INITIALISED_SQLITE:
+        return
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        # Tracking and registry stores share one schema: opening either one migrates it.
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    _INITIALISED_SQLITE.add(path)
 
 
 def strip_userinfo(uri: str) -> str:

@@ -5,7 +5,12 @@ Layout: ``<artifact_root>/<pipeline>/<kind>/<sha256>/`` holding one Parquet file
 ``manifest.json`` written last. A snapshot is complete exactly when its manifest exists;
 readers refuse a directory without one. The hash covers the Parquet bytes of every split in
 order, so the same rows written with the same chunking give the same snapshot, and a retry
-reuses the existing snapshot instead of rewriting it.
+reuses the existing snapshot instead of rewriting it, once it has re-hashed the published files
+and found them unchanged.
+
+Parquet pages carry CRC checksums, verified on every read through :class:`Snapshot`, and the
+manifest records each file's sha256 and size, so damaged or rewritten data fails with a
+:class:`SnapshotError` naming the file instead of being read or reused.
 """
 
 from __future__ import annotations
@@ -15,18 +20,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.storage import Location, is_local
 
 MANIFEST = "manifest.json"
 DEFAULT_SPLIT = "data"
+_HASH_CHUNK = 1 << 20
 
 
 class SnapshotError(RuntimeError):
@@ -89,7 +96,9 @@ class SnapshotWriter:
             table = _conform(table, self._schema)
         writer = self._writers.get(split)
         if writer is None:
-            writer = pq.ParquetWriter(self._local(split), self._schema, compression="zstd")
+            writer = pq.ParquetWriter(
+                self._local(split), self._schema, compression="zstd", write_page_checksum=True
+            )
             self._writers[split] = writer
             self._rows[split] = 0
         writer.write_table(table, row_group_size=self._row_group_rows)
@@ -101,17 +110,13 @@ class SnapshotWriter:
             raise SnapshotError("Nothing was written to the snapshot")
         for writer in self._writers.values():
             writer.close()
-        splits = sorted(self._writers, key=_split_order)
-        digest = hashlib.sha256()
-        for split in splits:
-            digest.update(split.encode())
-            with open(self._local(split), "rb") as handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(chunk)
-        sha = digest.hexdigest()
+        splits = sorted(self._writers, key=split_order)
+        sha, files = _hash_files({split: Location(self._local(split)) for split in splits})
         target = self._root.join(sha)
-        ref = SnapshotRef(uri=target.uri, sha256=sha, rows=sum(self._rows.values()), splits=dict(self._rows))
+        splits_rows = {split: self._rows[split] for split in splits}
+        ref = SnapshotRef(uri=target.uri, sha256=sha, rows=sum(splits_rows.values()), splits=splits_rows)
         if target.join(MANIFEST).exists():
+            open_snapshot(target.uri, target.storage_options).verify()
             self.close()
             return ref
         fs = target.fs
@@ -123,6 +128,7 @@ class SnapshotWriter:
             "rows": ref.rows,
             "splits": ref.splits,
             "schema": schema_to_json(self._schema),
+            "files": files,
             "created_at": datetime.now(UTC).isoformat(),
             **dict(manifest_extra or {}),
         }
@@ -173,15 +179,45 @@ class Snapshot:
         )
 
     def split_uri(self, split: str | None = None) -> str:
-        return self.location.join(f"{self._split(split)}.parquet").uri
+        return self._file(split).uri
 
     def parquet_file(self, split: str | None = None) -> pq.ParquetFile:
-        """Open one split for streaming reads (row group by row group)."""
-        loc = self.location.join(f"{self._split(split)}.parquet")
-        return pq.ParquetFile(loc.fs.open(loc.path, "rb"))
+        """Open one split for streaming reads (row group by row group), page checksums verified.
+
+        Local files are memory-mapped and read by Arrow's native reader (faster than through a
+        Python file object); others stream through their fsspec filesystem.
+        """
+        loc = self._file(split)
+        fs = loc.fs
+        if is_local(fs):
+            return SnapshotParquetFile(loc.path, loc.uri, memory_map=True)
+        return SnapshotParquetFile(fs.open(loc.path, "rb"), loc.uri)
 
     def read(self, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
         return self.parquet_file(split).read(columns=columns)
+
+    def verify(self) -> None:
+        """Re-hash every split's Parquet bytes (streaming) and check them against the manifest.
+
+        Raises :class:`SnapshotError` naming the snapshot and each file that is missing or
+        changed since it was published.
+        """
+        splits = sorted(self.manifest["splits"], key=split_order)
+        try:
+            sha, files = _hash_files({split: self._file(split) for split in splits})
+        except FileNotFoundError as err:
+            missing = [f"{s}.parquet" for s in splits if not self._file(s).exists()]
+            raise SnapshotError(f"Snapshot {self.location.uri} is missing {', '.join(missing)}") from err
+        if sha != self.manifest["sha256"]:
+            recorded = self.manifest.get("files", {})
+            changed = [name for name, entry in files.items() if recorded.get(name) != entry] or [MANIFEST]
+            raise SnapshotError(
+                f"Snapshot {self.location.uri} does not match its manifest: {', '.join(changed)} changed "
+                "after it was published. Delete the snapshot directory so that the next run writes it again"
+            )
+
+    def _file(self, split: str | None) -> Location:
+        return self.location.join(f"{self._split(split)}.parquet")
 
     def _split(self, split: str | None) -> str:
         splits = self.manifest["splits"]
@@ -205,8 +241,57 @@ def open_snapshot(uri: str | SnapshotRef, storage_options: Mapping[str, Any] | N
     return Snapshot(location=location, manifest=manifest)
 
 
+class SnapshotParquetFile(pq.ParquetFile):
+    """One snapshot file, read with page checksums verified; read errors name the file."""
+
+    def __init__(self, source: str | BinaryIO, uri: str, *, memory_map: bool = False) -> None:
+        self.uri = uri
+        with self._naming_errors():
+            super().__init__(source, memory_map=memory_map, page_checksum_verification=True)
+
+    def read(self, *args: Any, **kwargs: Any) -> pa.Table:
+        with self._naming_errors():
+            return super().read(*args, **kwargs)
+
+    def read_row_group(self, *args: Any, **kwargs: Any) -> pa.Table:
+        with self._naming_errors():
+            return super().read_row_group(*args, **kwargs)
+
+    def read_row_groups(self, *args: Any, **kwargs: Any) -> pa.Table:
+        with self._naming_errors():
+            return super().read_row_groups(*args, **kwargs)
+
+    def iter_batches(self, *args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        with self._naming_errors():
+            yield from super().iter_batches(*args, **kwargs)
+
+    @contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, pa.ArrowException) as err:
+            raise SnapshotError(f"Snapshot file {self.uri} is damaged or unreadable: {err}") from err
+
+
 def schema_to_json(schema: pa.Schema | None) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in (schema or [])]
+
+
+def _hash_files(files: Mapping[str, Location]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Stream the split files (split name -> file, in hash order) once: the content hash over their
+    Parquet bytes, and each file's own sha256 and size for the manifest."""
+    content = hashlib.sha256()
+    entries: dict[str, dict[str, Any]] = {}
+    for split, location in files.items():
+        content.update(split.encode())
+        own, size = hashlib.sha256(), 0
+        with location.fs.open(location.path, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                content.update(chunk)
+                own.update(chunk)
+                size += len(chunk)
+        entries[f"{split}.parquet"] = {"sha256": own.hexdigest(), "bytes": size}
+    return content.hexdigest(), entries
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -220,6 +305,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         raise SnapshotError(f"Column types changed mid-snapshot: {err}") from err
 
 
-def _split_order(split: str) -> tuple[int, str]:
+def split_order(split: str) -> tuple[int, str]:
+    """Sort key that puts split names in the order of their meaning: train, validation, test, then others."""
     order = {DEFAULT_SPLIT: 0, "train": 1, "validation": 2, "test": 3}
     return order.get(split, 9), split

@@ -1,4 +1,5 @@
-"""Helpers shared by the ingestion tests: sample data, S3 uploads, "nothing was published" checks."""
+"""Helpers shared by the ingestion and snapshot tests: sample data, "nothing was published" checks,
+corrupted Parquet."""
 
 from __future__ import annotations
 
@@ -43,3 +44,16 @@ def jsonl_bytes(table: pa.Table) -> bytes:
 def published_files(root: Path) -> list[Path]:
     """Every file under a local artifact root (a failed ingest must leave none)."""
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def zero_page_tail(data: bytes, column: int = 0, size: int = 64) -> bytes:
+    """Zero the last ``size`` bytes of one column chunk's pages in a Parquet file, footer left intact.
+
+    Without page checksums Arrow reads such a file without complaint and returns other values.
+    """
+    buf = bytearray(data)
+    chunk = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(column)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    end = start + chunk.total_compressed_size
+    buf[end - size : end] = bytes(size)
+    return bytes(buf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,14 @@ import pytest
 from airflow_mlops_provider.core.ingest import IngestError, ingest_snapshot
 from airflow_mlops_provider.core.snapshot import open_snapshot
 from airflow_mlops_provider.core.storage import Location
-from tests.unit.ingest_support import csv_bytes, jsonl_bytes, parquet_bytes, published_files, sample
+from tests.unit.ingest_support import (
+    csv_bytes,
+    jsonl_bytes,
+    parquet_bytes,
+    published_files,
+    sample,
+    zero_page_tail,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +96,56 @@ def test_rerun_reuses_the_snapshot_and_writes_nothing(tmp_path):
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in published_files(tmp_path / "artifacts")} == before
     assert open_snapshot(second).manifest["producing_run"] == {"run_id": "a"}
+
+
+def test_rerun_over_a_snapshot_rewritten_in_place_fails_naming_it_and_publishes_nothing(
+    tmp_path, private_tmp
+):
+    src = tmp_path / "in.parquet"
+    src.write_bytes(parquet_bytes(sample()))
+    ref = ingest_snapshot(src.as_uri(), _root(tmp_path), "demo")
+    folder = tmp_path / "artifacts" / "demo" / "snapshots" / ref.sha256
+    pq.write_table(sample(0, 10), folder / "data.parquet", write_page_checksum=True)
+    before = {p: p.read_bytes() for p in published_files(tmp_path / "artifacts")}
+    with pytest.raises(
+        IngestError, match=rf"Snapshot {re.escape(ref.uri)} does not match its manifest: data\.parquet"
+    ):
+        ingest_snapshot(src.as_uri(), _root(tmp_path), "demo")
+    assert {p: p.read_bytes() for p in published_files(tmp_path / "artifacts")} == before
+    assert list(private_tmp.iterdir()) == []
+
+
+def _bad_gzip_crc(data: bytes) -> bytes:
+    return data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:]
+
+
+CORRUPT_INPUTS = {
+    "zeroed page, checksums": (
+        "b.parquet",
+        zero_page_tail(parquet_bytes(sample(), write_page_checksum=True)),
+        "as parquet: .*CRC checksum verification failed",
+    ),
+    "truncated parquet": ("b.parquet", parquet_bytes(sample())[:3000], "as parquet: .*magic bytes"),
+    "garbage gzip csv": ("b.csv.gz", b"\x1f\x8b\x08\x00" + b"\x00garbage" * 100, r"as csv\+gzip: zlib"),
+    "gzip csv, bad crc": (
+        "b.csv.gz",
+        _bad_gzip_crc(gzip.compress(csv_bytes(sample()))),
+        r"as csv\+gzip: zlib inflate failed: incorrect data check",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPT_INPUTS)
+def test_a_corrupt_input_object_fails_naming_it_and_publishes_nothing(tmp_path, private_tmp, case):
+    name, data, message = CORRUPT_INPUTS[case]
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(parquet_bytes(sample(1000, 2000)))
+    (folder / name).write_bytes(data)
+    with pytest.raises(IngestError, match=f"Cannot read {re.escape((folder / name).as_uri())} {message}"):
+        ingest_snapshot(folder.as_uri() + "/", _root(tmp_path), "demo")
+    assert published_files(tmp_path / "artifacts") == []
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_row_groups_hold_exactly_chunk_rows(tmp_path):

@@ -1,8 +1,12 @@
-"""Content-addressed snapshots: immutable, idempotent, complete-or-absent."""
+"""Content-addressed snapshots: immutable, idempotent, complete-or-absent, verified on read and reuse."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops_provider.core.snapshot import (
@@ -14,6 +18,7 @@ from airflow_mlops_provider.core.snapshot import (
     write_snapshot,
 )
 from airflow_mlops_provider.core.storage import Location
+from tests.unit.ingest_support import sample, zero_page_tail
 
 
 @pytest.fixture
@@ -76,3 +81,62 @@ def test_schema_change_between_batches_is_refused(root):
 def test_reference_round_trips_through_a_dict(root):
     ref = write_snapshot(pa.table({"x": [1]}), root, "demo")
     assert SnapshotRef.from_dict(ref.to_dict()) == ref
+
+
+def test_manifest_records_each_files_sha256_and_size(root, tmp_path):
+    ref = write_snapshot({"train": sample(0, 800), "test": sample(800, 1000)}, root, "demo")
+    folder = tmp_path / "demo" / "snapshots" / ref.sha256
+    assert open_snapshot(ref).manifest["files"] == {
+        name: {
+            "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(),
+            "bytes": (folder / name).stat().st_size,
+        }
+        for name in ("train.parquet", "test.parquet")
+    }
+
+
+READS = {
+    "whole split": lambda snap: snap.read(),
+    "some columns": lambda snap: snap.read(columns=["id"]),
+    "one row group": lambda snap: snap.parquet_file().read_row_group(0),
+    "batches": lambda snap: list(snap.parquet_file().iter_batches(batch_size=100)),
+}
+
+
+@pytest.mark.parametrize("how", READS)
+def test_a_zeroed_data_page_is_caught_on_read_with_the_file_named(root, tmp_path, how):
+    ref = write_snapshot(sample(), root, "demo")
+    path = tmp_path / "demo" / "snapshots" / ref.sha256 / "data.parquet"
+    path.write_bytes(zero_page_tail(path.read_bytes()))
+    assert not pq.read_table(path).equals(sample())  # footer intact: a plain read returns other rows silently
+    snap = open_snapshot(ref)
+    with pytest.raises(SnapshotError, match=rf"Snapshot file {re.escape(snap.split_uri())} .*CRC checksum"):
+        READS[how](snap)
+
+
+def test_reusing_a_snapshot_rewritten_in_place_is_refused_and_leaves_it_alone(root, tmp_path):
+    ref = write_snapshot(sample(), root, "demo")
+    folder = tmp_path / "demo" / "snapshots" / ref.sha256
+    pq.write_table(sample(0, 10), folder / "data.parquet", write_page_checksum=True)
+    manifest = (folder / MANIFEST).read_bytes()
+    with pytest.raises(
+        SnapshotError, match=rf"Snapshot {re.escape(ref.uri)} does not match its manifest: data\.parquet"
+    ):
+        write_snapshot(sample(), root, "demo")
+    assert (folder / MANIFEST).read_bytes() == manifest
+    assert pq.read_table(folder / "data.parquet").num_rows == 10
+    assert sorted(p.name for p in (tmp_path / "demo" / "snapshots").iterdir()) == [ref.sha256]
+
+
+def test_verify_names_only_the_split_that_changed(root, tmp_path):
+    ref = write_snapshot({"train": sample(0, 800), "test": sample(800, 1000)}, root, "demo")
+    snap = open_snapshot(ref)
+    snap.verify()
+    test_file = tmp_path / "demo" / "snapshots" / ref.sha256 / "test.parquet"
+    test_file.write_bytes(zero_page_tail(test_file.read_bytes()))
+    with pytest.raises(SnapshotError, match=r"does not match its manifest: test\.parquet changed") as err:
+        snap.verify()
+    assert "train.parquet" not in str(err.value)
+    test_file.unlink()
+    with pytest.raises(SnapshotError, match=rf"Snapshot {re.escape(ref.uri)} is missing test\.parquet"):
+        snap.verify()

@@ -9,6 +9,9 @@ Preprocessing, fitted on the training split only:
 
 * numeric columns (ints, floats, bools): standardised with the training mean and standard
   deviation; missing values become the mean (0 after scaling);
+* date columns (dates and timestamps): the numeric parts of :mod:`~airflow_mlops_provider.core.dates`
+  (day number, month, day of week), each standardised like a numeric column, so a date later
+  than any seen in training is further along, not an unseen category;
 * categorical columns (everything else): one-hot over the training categories (at most
   ``max_categories`` most frequent ones, ties broken by value), plus one slot for values not
   seen in training and missing values.
@@ -27,13 +30,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from airflow_mlops_provider.core.dates import date_parts
+
 CONFIG_FILE = "tabular.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # 1: before date columns (its dates, if any, were one-hot categories)
 TASKS = ("classification", "regression")
 
 
@@ -47,6 +54,8 @@ class Preprocessor:
 
     numeric: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (mean, std)
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> known categories
+    # column -> date part (see core/dates.py) -> (mean, std)
+    dates: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -56,40 +65,41 @@ class Preprocessor:
         categorical_columns: Sequence[str] | None = None,
         max_categories: int = 64,
     ) -> Preprocessor:
-        """Fit on ``frame``; columns are categorical when listed or when their dtype is not numeric."""
+        """Fit on ``frame``; columns are categorical when listed or when neither numeric nor dates."""
         missing = [c for c in feature_columns if c not in frame.columns]
         if missing:
             raise TabularModelError(f"Feature columns missing from the training data: {missing}")
         forced = set(categorical_columns or ())
         numeric: dict[str, tuple[float, float]] = {}
         categorical: dict[str, list[str]] = {}
+        dates: dict[str, dict[str, tuple[float, float]]] = {}
         for column in feature_columns:
             series = frame[column]
-            if column not in forced and (
+            if column not in forced and _is_date(series):
+                parts = date_parts(_arrow_dates(series))
+                dates[column] = {part: _moments(values, column) for part, values in parts.items()}
+            elif column not in forced and (
                 pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
             ):
-                values = series.astype("float64").to_numpy()
-                finite = values[np.isfinite(values)]
-                if finite.size == 0:
-                    raise TabularModelError(
-                        f"Numeric column {column!r} has no finite values in training data"
-                    )
-                std = float(finite.std())
-                numeric[column] = (float(finite.mean()), std if std > 0 else 1.0)
+                numeric[column] = _moments(series.astype("float64").to_numpy(), column)
             else:
                 counts = series.dropna().astype(str).value_counts()
                 ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
                 categorical[column] = sorted(value for value, _ in ranked)
-        return cls(numeric=numeric, categorical=categorical)
+        return cls(numeric=numeric, categorical=categorical, dates=dates)
 
     @property
     def columns(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+        return [*self.numeric, *self.dates, *self.categorical]
 
     @property
     def width(self) -> int:
         """Number of encoded features."""
-        return len(self.numeric) + sum(len(cats) + 1 for cats in self.categorical.values())
+        return (
+            len(self.numeric)
+            + sum(len(parts) for parts in self.dates.values())
+            + sum(len(cats) + 1 for cats in self.categorical.values())
+        )
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` into a float32 matrix of shape (rows, width)."""
@@ -99,11 +109,15 @@ class Preprocessor:
         rows = len(frame)
         out = np.zeros((rows, self.width), dtype=np.float32)
         pos = 0
-        for column, (mean, std) in self.numeric.items():
+        for column, moments in self.numeric.items():
             values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
-            scaled = (values - mean) / std
-            out[:, pos] = np.where(np.isfinite(scaled), scaled, 0.0)
+            out[:, pos] = _standardise(values, moments)
             pos += 1
+        for column, parts in self.dates.items():
+            derived = date_parts(_arrow_dates(frame[column]))
+            for part, moments in parts.items():
+                out[:, pos] = _standardise(derived[part], moments)
+                pos += 1
         for column, categories in self.categorical.items():
             lookup = {value: i for i, value in enumerate(categories)}
             series = frame[column]
@@ -123,6 +137,10 @@ class Preprocessor:
         return {
             "numeric": [{"column": c, "mean": m, "std": s} for c, (m, s) in self.numeric.items()],
             "categorical": [{"column": c, "categories": cats} for c, cats in self.categorical.items()],
+            "dates": [
+                {"column": c, "parts": [{"part": p, "mean": m, "std": s} for p, (m, s) in parts.items()]}
+                for c, parts in self.dates.items()
+            ],
         }
 
     @classmethod
@@ -130,6 +148,10 @@ class Preprocessor:
         return cls(
             numeric={e["column"]: (float(e["mean"]), float(e["std"])) for e in data["numeric"]},
             categorical={e["column"]: [str(c) for c in e["categories"]] for e in data["categorical"]},
+            dates={
+                e["column"]: {p["part"]: (float(p["mean"]), float(p["std"])) for p in e["parts"]}
+                for e in data.get("dates", [])  # absent from format 1
+            },
         )
 
 
@@ -154,7 +176,7 @@ class TabularSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TabularSpec:
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_FORMATS:
             raise TabularModelError(f"Unsupported tabular model format {data.get('format_version')!r}")
         return cls(**{**data, "preprocessor": Preprocessor.from_dict(data["preprocessor"])})
 
@@ -315,6 +337,35 @@ class TabularModel:
         model.network.load_state_dict(load_file(str(weights)))
         model.network.eval()
         return model
+
+
+def _moments(values: np.ndarray, column: str) -> tuple[float, float]:
+    """Training mean and standard deviation (1 for a constant) of a column's finite values."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise TabularModelError(f"Column {column!r} has no finite values in training data")
+    std = float(finite.std())
+    return float(finite.mean()), std if std > 0 else 1.0
+
+
+def _standardise(values: np.ndarray, moments: tuple[float, float]) -> np.ndarray:
+    """Scaled values; missing ones become the mean (0)."""
+    mean, std = moments
+    scaled = (values - mean) / std
+    return np.where(np.isfinite(scaled), scaled, 0.0)
+
+
+def _is_date(series: pd.Series) -> bool:
+    """datetime64 columns, and object columns of dates (Arrow's ``date32`` reads back as those)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("date", "datetime")
+
+
+def _arrow_dates(series: pd.Series) -> pa.Array:
+    """A date column as Arrow timestamps for :func:`~airflow_mlops_provider.core.dates.date_parts`
+    (time-zone-aware values in UTC; unparseable ones missing)."""
+    return pa.array(pd.to_datetime(series, errors="coerce", utc=True))
 
 
 def _plain(value: Any) -> Any:

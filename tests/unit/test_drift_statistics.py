@@ -244,3 +244,20 @@ def test_the_same_result_streaming_from_parquet_as_from_memory(tmp_path):
     )
     assert in_memory.to_dict(plots=False)["columns"] == streamed.to_dict(plots=False)["columns"]
     assert streamed.drifted_columns == ["x1"]
+
+
+def test_dates_are_compared_in_days_whatever_their_arrow_type():
+    rng = np.random.default_rng(11)
+
+    def signups(start: str, n: int = 5000) -> np.ndarray:
+        return np.datetime64(start, "D") + rng.integers(0, 3 * 365, n)
+
+    ref = pa.table({"signup": pa.array(signups("2020-01-01"))})
+    assert ref.schema.field("signup").type == pa.date32()
+    # the same dates, written by another tool as timestamps
+    same = pa.table({"signup": pa.array(signups("2020-01-01").astype("datetime64[ns]"))})
+    assert _run(ref, same).column("signup").verdict == "no drift"
+    shifted = _run(ref, pa.table({"signup": pa.array(signups("2021-01-01").astype("datetime64[us]"))}))
+    col = shifted.column("signup")
+    assert col.verdict == "drift"
+    assert col.details["current_mean"] - col.details["reference_mean"] == pytest.approx(366, abs=30)

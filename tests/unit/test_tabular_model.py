@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+import io
+import json
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import torch
 
+from airflow_mlops_provider.core.scoring import predict_table
 from airflow_mlops_provider.core.tabular_model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -14,6 +21,7 @@ from airflow_mlops_provider.core.tabular_model import (
     TabularModel,
     TabularModelError,
 )
+from tests.unit.messy_data import messy_csv
 
 
 def _frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -115,3 +123,45 @@ def test_missing_columns_and_unknown_labels_are_named(tmp_path):
         model.encode_target(frame.assign(label="maybe"))
     with pytest.raises(TabularModelError, match="not a tabular model directory"):
         TabularModel.load(tmp_path)
+
+
+def _dated_model() -> tuple[TabularModel, pd.DataFrame]:
+    """A regressor on a messy CSV export whose target grows with its signup dates (2020 to 2022)."""
+    train = pacsv.read_csv(io.BytesIO(messy_csv(600, seed=1))).to_pandas()
+    model = TabularModel.fit_preprocessing(
+        train, "spend", "regression", feature_columns=["signup", "city", "plan", "income"], hidden=(16,)
+    )
+    _fit(model, train, epochs=300)
+    return model, train
+
+
+def test_a_later_year_is_a_later_date_not_an_unseen_category(tmp_path):
+    model, train = _dated_model()
+    assert isinstance(train["signup"].iloc[0], datetime.date)  # Arrow read the ISO dates as date32
+    rows = {"city": ["paris"] * 3, "plan": ["basic"] * 3, "income": [50_000.0] * 3}
+    later = pa.table({"signup": pa.array([datetime.date(2022, 6, 1), datetime.date(2024, 1, 1),
+                                          datetime.date(2024, 12, 1)]), **rows})  # fmt: skip
+    mid_2022, jan_2024, dec_2024 = predict_table(model, later).column("prediction").to_pylist()
+    assert mid_2022 < jan_2024 < dec_2024 and dec_2024 - jan_2024 > 150  # the trend goes on (335 days)
+    # the scorer derives the same features from timestamps, in any unit, as from dates
+    for unit in ("ms", "ns"):
+        stamped = later.set_column(0, "signup", later.column("signup").cast(pa.timestamp(unit)))
+        assert predict_table(model, stamped).equals(predict_table(model, later))
+    saved = json.loads((model.save(tmp_path) / CONFIG_FILE).read_text())
+    (dates,) = saved["preprocessor"]["dates"]
+    parts = [part["part"] for part in dates["parts"]]
+    assert dates["column"] == "signup" and parts == ["days", "month", "day_of_week"]
+    assert TabularModel.load(tmp_path).predict(later.to_pandas()).tolist() == [mid_2022, jan_2024, dec_2024]
+
+
+def test_a_model_saved_before_date_features_still_loads(tmp_path):
+    frame = _frame(50)
+    model = TabularModel.fit_preprocessing(frame, "label", hidden=(4,))
+    config = model.save(tmp_path) / CONFIG_FILE
+    old = json.loads(config.read_text())
+    old["format_version"] = 1
+    del old["preprocessor"]["dates"]
+    config.write_text(json.dumps(old))
+    np.testing.assert_array_equal(
+        TabularModel.load(tmp_path).predict_proba(frame), model.predict_proba(frame)
+    )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 import uuid
 
 import numpy as np
 import pandas as pd
+import pyarrow.csv as pacsv
 import pytest
 import torch
 
 from airflow_mlops_provider.core.model_io import load_model, log_model
 from airflow_mlops_provider.core.tabular_model import TabularModel, TabularModelError
 from airflow_mlops_provider.core.tracking import TrackingSettings, ensure_experiment
+from tests.unit.messy_data import messy_csv
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +92,23 @@ def test_a_run_without_our_model_is_refused_by_name(logged, mlflow_server):
         mlflow.log_text("hello", "model/MLmodel")
     with pytest.raises(TabularModelError, match=f"runs:/{run.info.run_id}/model is not a tabular model"):
         load_model(f"runs:/{run.info.run_id}/model", logged["settings"])
+
+
+def test_a_logged_model_derives_the_same_date_features_when_loaded_and_served(logged):
+    import mlflow
+
+    train = pacsv.read_csv(io.BytesIO(messy_csv(200, seed=3))).to_pandas()
+    model = TabularModel.fit_preprocessing(
+        train, "spend", "regression", feature_columns=["signup", "plan"], hidden=(4,)
+    )
+    later = pd.DataFrame({"signup": [datetime.date(2024, 1, 1), datetime.date(2024, 12, 1)], "plan": "pro"})
+    experiment_id = mlflow.get_run(logged["run_id"]).info.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = log_model(model, train)
+    assert info.signature.inputs.to_dict()[0] == {"name": "signup", "type": "datetime", "required": True}
+    expected = model.predict(later)
+    assert expected[0] != expected[1]
+    loaded = load_model(f"runs:/{run.info.run_id}/model", logged["settings"])
+    np.testing.assert_array_equal(loaded.predict(later), expected)
+    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(later)
+    np.testing.assert_allclose(np.asarray(served), expected)

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.arrow_types import is_temporal_type
+from airflow_mlops_provider.core.dates import day_numbers, is_date_type
 
 
 class ColumnSource(Protocol):
@@ -58,10 +59,16 @@ class ParquetSource:
 
 
 def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    """Non-missing values as float64 (nulls and NaN dropped) and the number of missing values."""
+    """Non-missing values as float64 (nulls and NaN dropped) and the number of missing values.
+
+    Dates and timestamps are day numbers (:func:`~airflow_mlops_provider.core.dates.day_numbers`),
+    the values the built-in trainer learns from, whatever their Arrow unit.
+    """
     dtype = column.type
-    if is_temporal_type(dtype):
-        column = pc.cast(column, pa.int64()) if not pa.types.is_date32(dtype) else pc.cast(column, pa.int32())
+    if is_date_type(dtype):
+        column = day_numbers(column)
+    elif is_temporal_type(dtype):
+        column = pc.cast(column, pa.int64())
     if not pa.types.is_float64(column.type):
         column = pc.cast(column, pa.float64())
     if column.num_chunks == 1 and column.null_count == 0:

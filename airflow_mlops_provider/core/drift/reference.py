@@ -36,7 +36,7 @@ from airflow_mlops_provider.core.drift.numeric import bin_counts, mean_std, psi_
 from airflow_mlops_provider.core.storage import Location, is_local
 
 STATS_FILE = "stats.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dates and timestamps as day numbers (1 kept their Arrow units)
 
 
 class DriftError(ValueError):

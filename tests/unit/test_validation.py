@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from airflow_mlops_provider.core.snapshot import write_snapshot
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.validation import ValidationConfigError, ValidationFailed, validate_snapshot
+from tests.unit.ingest_support import zero_page_tail
 
 
 def _table(rows: int = 2000, seed: int = 0) -> pa.Table:
@@ -234,3 +236,12 @@ def test_inference_covers_decimal_boolean_and_leaves_timestamps_alone(root):
         ("expect_column_values_to_be_between", "price"),
         ("expect_column_values_to_be_in_set", "flag"),
     }
+
+
+def test_a_damaged_snapshot_file_fails_validation_naming_the_file(root):
+    snap = _snap(root, _table())
+    path = root / "demo" / "snapshots" / snap["sha256"] / "data.parquet"
+    path.write_bytes(zero_page_tail(path.read_bytes()))
+    message = rf"Snapshot file {re.escape(path.as_uri())} .*CRC checksum"
+    with pytest.raises(ValidationConfigError, match=message):
+        validate_snapshot(snap, suite=AGE_SUITE)

@@ -84,10 +84,14 @@ class DecisionRecord:
             f"- Challenger run: `{self.source_run_id}`",
             f"- Champion at evaluation: {_champion_text(champ)}",
             f"- Evaluated on: `{_short(self.evaluation_snapshot.get('sha256'))}` split "
-            f"`{self.evaluation_snapshot.get('split')}` ({self.evaluation_snapshot.get('rows')} rows)",
+            f"`{self.evaluation_snapshot.get('split')}` ({self.evaluation_snapshot.get('rows')} rows"
+            f"{_unlabelled_text(self.evaluation_snapshot.get('missing_target_dropped'))})",
         ]
         if self.training_snapshot.get("sha256"):
-            lines.append(f"- Trained on: `{_short(self.training_snapshot['sha256'])}`")
+            dropped = sum((self.training_snapshot.get("missing_target_dropped") or {}).values())
+            lines.append(
+                f"- Trained on: `{_short(self.training_snapshot['sha256'])}`{_unlabelled_text(dropped)}"
+            )
         if self.validation is not None:
             lines.append(f"- Validation: {_validation_text(self.validation)}")
         lines += ["", "| metric | challenger | champion |", "|---|---|---|"]
@@ -157,6 +161,10 @@ class DecisionRecord:
             f"<p><small>record schema {self.schema_version}, created {esc(self.created_at)}, "
             f"updated {esc(self.updated_at)}</small></p></body></html>"
         )
+
+
+def _unlabelled_text(dropped: int | None) -> str:
+    return f", {dropped} unlabelled rows dropped" if dropped else ""
 
 
 def _champion_text(champion: dict[str, Any] | None) -> str:

@@ -140,8 +140,15 @@ def evaluate_frame(
         raise EvaluationError(
             f"evaluation data has no target column {target!r} (columns: {list(frame.columns)})"
         )
+    unlabelled = frame[target].isna()
+    dropped = int(unlabelled.sum())
+    if dropped:
+        frame = frame[~unlabelled].reset_index(drop=True)  # nothing to compare a prediction with
     if len(frame) == 0:
-        raise EvaluationError("evaluation data is empty: nothing to score")
+        raise EvaluationError(
+            "evaluation data is empty: nothing to score"
+            + (f" ({dropped} rows have no {target!r} label)" if dropped else "")
+        )
     specs = [SliceSpec.parse(s) for s in slices]
     for spec in specs:
         if spec.column not in frame.columns:
@@ -157,6 +164,7 @@ def evaluate_frame(
         "metrics": compute_metrics(model.task, y_true, y_pred, proba, classes, metric_names),
         "slices": {},
         "rows": len(frame),
+        "missing_target_dropped": dropped,
     }
     for spec in specs:
         column = frame[spec.column]
@@ -258,7 +266,13 @@ def evaluate_challenger_and_champion(
         "champion": champion,
         "champion_version_at_eval": None if champion_version is None else str(champion_version),
         "snapshot_sha256": snap.ref.sha256,
-        "snapshot": {"uri": snap.ref.uri, "sha256": snap.ref.sha256, "split": split, "rows": scored["rows"]},
+        "snapshot": {
+            "uri": snap.ref.uri,
+            "sha256": snap.ref.sha256,
+            "split": split,
+            "rows": scored["rows"],
+            "missing_target_dropped": scored["missing_target_dropped"],
+        },
         "metrics_requested": list(metrics) if metrics else None,
         "slices_requested": [SliceSpec.parse(s).__dict__ for s in slices],
     }

@@ -107,6 +107,7 @@ def gate_and_register(
             "uri": run_tags.get(registry.TAG_SNAPSHOT_URI),
             "sha256": run_tags.get(registry.TAG_SNAPSHOT_SHA),
             "training_config_hash": run_tags.get(registry.TAG_TRAINING_CONFIG),
+            "missing_target_dropped": registry.missing_target_dropped(dict(run.data.metrics)),
         },
         trigger=trigger,
         validation=dict(validation) if validation is not None else None,

@@ -52,6 +52,16 @@ TAG_ROLLED_BACK = "mlops.rolled_back"
 TAG_LAST_ROLLBACK = "mlops.last_rollback"
 RUN_TAGS_COPIED = (TAG_PIPELINE, TAG_SNAPSHOT_URI, TAG_SNAPSHOT_SHA, TAG_TRAINING_CONFIG)
 MAX_TAG_VALUE = 4000
+METRIC_MISSING_TARGET = "missing_target_dropped_"  # + split: rows a training run dropped for lack of a label
+
+
+def missing_target_dropped(run_metrics: dict[str, float]) -> dict[str, int]:
+    """Rows a training run dropped for lack of a label, per split, read back from its metrics."""
+    return {
+        name.removeprefix(METRIC_MISSING_TARGET): int(value)
+        for name, value in sorted(run_metrics.items())
+        if name.startswith(METRIC_MISSING_TARGET)
+    }
 
 
 class RegistryError(RuntimeError):

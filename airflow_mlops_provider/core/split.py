@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
 from airflow_mlops_provider.core.ingest.safety import safe_component
+from airflow_mlops_provider.core.snapshot import split_order
 
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -32,13 +33,25 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """A parsed split configuration (see :func:`parse_split`)."""
+    """A parsed split configuration (see :func:`parse_split`).
+
+    Rows are assigned by the splits' meaning, never by the order a dict happens to list them in
+    (a YAML file, a cached plan and a JSON round trip all order keys differently): ``fractions``
+    and ``boundaries`` are kept in :func:`~airflow_mlops_provider.core.snapshot.split_order`,
+    train, validation, test, so a hash or random split's buckets and a time split's ranges
+    (oldest rows to train, newest to test) are the same whatever order they were given in.
+    """
 
     by: str
     column: str | None = None
     seed: int = 0
     fractions: dict[str, float] = field(default_factory=dict)
     boundaries: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("fractions", "boundaries"):
+            given = getattr(self, name)
+            object.__setattr__(self, name, {k: given[k] for k in sorted(given, key=split_order)})
 
     @property
     def names(self) -> list[str]:

@@ -100,6 +100,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             task_id="ingest",
             source=data.source.resolved,
             format=data.source.format,
+            csv_options=_csv_options(data.source),
             split=dict(data.split.options),
             chunk_rows=data.chunk_rows,
             aws_conn_id=data.source.aws_conn_id or config.aws_conn_id,
@@ -121,7 +122,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             suite=config.validation["suite"],
             split=config.validation.split,
             mode=config.validation.mode,
-            builtin_checks=config.validation.builtin_checks,
+            builtin_checks=config.validation.resolved_builtin_checks,
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["validate"],
             **common,
@@ -235,6 +236,7 @@ def training_arguments(config: View) -> dict[str, Any]:
         "checkpoint_every": training.checkpoint_every,
         "experiment_name": config.experiment_name,
         "seed": training.seed,
+        "missing_target": training.missing_target,
     }
 
 
@@ -278,6 +280,7 @@ def build_monitor_dag(config: View, source: str | None = None) -> DAG:
             task_id="ingest_live",
             source=live.resolved,
             format=live.format,
+            csv_options=_csv_options(live),
             split=None,
             chunk_rows=config.data.chunk_rows,
             aws_conn_id=live.aws_conn_id or config.aws_conn_id,
@@ -346,6 +349,12 @@ def build_rollback_dag(config: View, source: str | None = None) -> DAG:
             doc_md=docs.TASKS["rollback"],
         )
     return dag
+
+
+def _csv_options(source: View) -> dict[str, Any] | None:
+    """The source's CSV reading options; None keeps the reader's default null markers."""
+    markers = source.get("null_values")
+    return None if markers is None else {"null_values": list(markers)}
 
 
 def _cron(expression: str) -> CronTriggerTimetable:

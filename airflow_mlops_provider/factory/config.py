@@ -26,9 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_mlops_provider.core.training.hyperparameters import BUILTIN_ENTRY_POINT as DEFAULT_ENTRY_POINT
+from airflow_mlops_provider.core.training.hyperparameters import schema_for
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_GRID_POINTS = 64
-DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
@@ -99,6 +101,14 @@ class Source(Strict):
     glob: str | None = None
     format: Literal["csv", "parquet", "jsonl"] | None = None
     aws_conn_id: str | None = None
+    null_values: list[str] | None = Field(
+        default=None,
+        description=(
+            "CSV cells read as missing in every column, strings included. None: the empty cell, "
+            "NA, N/A, n/a, NULL, null, NaN, nan, #N/A, #NA and the other Arrow/pandas defaults; "
+            "[]: none (an empty cell stays an empty string)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> Source:
@@ -170,10 +180,10 @@ class Split(Strict):
 
     @property
     def names(self) -> list[str]:
-        """The splits ingestion produces."""
+        """The splits ingestion produces, in the order of their meaning (never the YAML's order)."""
         if self.validation_from is not None or self.test_from is not None:
             return ["train", *(n for n in ("validation", "test") if getattr(self, f"{n}_from") is not None)]
-        return list(self.fractions or DEFAULT_FRACTIONS)
+        return [name for name in DEFAULT_FRACTIONS if name in (self.fractions or DEFAULT_FRACTIONS)]
 
 
 class Data(Strict):
@@ -214,6 +224,11 @@ class Training(Strict):
         default=None, description="'package.module:function' to train with"
     )
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters_schema: EntryPoint | None = Field(
+        default=None,
+        description="'package.module:Model', a pydantic model that checks a custom entry point's "
+        "hyperparameters (the built-in trainer has its own)",
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1, le=64)
     nodes: int = Field(default=1, ge=1)
@@ -224,6 +239,15 @@ class Training(Strict):
     max_restarts: int = Field(default=0, ge=0)
     checkpoint_every: int = Field(default=1, ge=1)
     seed: int = 0
+    missing_target: Literal["drop", "fail"] = Field(
+        default="drop", description="rows without a label: drop them (counted) or fail the run"
+    )
+    max_missing_target_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="validation fails when a larger share of rows has no label (with 'drop')",
+    )
     experiment: str | None = None
     max_parallel: int | None = Field(default=None, ge=1, description="grid points trained at once")
     select_metric: str | None = Field(
@@ -262,7 +286,25 @@ class Training(Strict):
             )
         if self.nodes > 1 and not self.rdzv_endpoint:
             raise ValueError("multi-node training (nodes > 1) needs 'rdzv_endpoint'")
+        self._check_hyperparameters()
         return self
+
+    def _check_hyperparameters(self) -> None:
+        """Every grid point against the entry point's schema; errors name hyperparameters.x or grid.x."""
+        try:
+            schema = schema_for(self.resolved_entry_point, self.hyperparameters_schema)
+        except ValueError as err:
+            raise _nested([(["hyperparameters_schema"], str(err))]) from None
+        if schema is None:
+            return
+        problems: list[tuple[list[str], str]] = []
+        for point in self.grid_points():
+            for loc, message in _problems(schema, point):
+                section = "grid" if loc and loc[0] in self.grid else "hyperparameters"
+                if (problem := ([section, *loc], message)) not in problems:
+                    problems.append(problem)
+        if problems:
+            raise _nested(problems)
 
     @property
     def resolved_entry_point(self) -> str:
@@ -329,8 +371,16 @@ def _drift_schema() -> type[BaseModel]:
 
 def _check_with(model: type[BaseModel], value: dict[str, Any]) -> None:
     """Validate ``value`` with ``model``; errors keep their sub-path (``gate.thresholds.rmse: ...``)."""
+    problems = _problems(model, value)
+    if problems:
+        raise _nested(problems)
+
+
+def _problems(model: type[BaseModel], value: dict[str, Any]) -> list[tuple[list[str], str]]:
+    """``(sub-path, message)`` for each error of ``value`` against ``model``; unknown keys get a hint."""
+    import difflib
+
     from pydantic import ValidationError
-    from pydantic_core import PydanticCustomError
 
     try:
         model.model_validate(value)
@@ -339,13 +389,23 @@ def _check_with(model: type[BaseModel], value: dict[str, Any]) -> None:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             if err["type"] == "extra_forbidden":
-                message = f"unknown key (expected one of: {', '.join(model.model_fields)})"
+                close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                message = f"unknown key (expected one of: {', '.join(model.model_fields)}{hint})"
             else:
                 message = err["msg"].removeprefix("Value error, ")
+                if " got " not in message:
+                    message += f", got {err.get('input')!r}"[:80]
             problems.append((loc, message))
-        raise PydanticCustomError(
-            "nested_config", "{summary}", {"summary": str(problems), "problems": problems}
-        ) from None
+        return problems
+    return []
+
+
+def _nested(problems: list[tuple[list[str], str]]) -> Exception:
+    """An error the loader reports as one line per sub-path (see ``loader._describe``)."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError("nested_config", "{summary}", {"summary": str(problems), "problems": problems})
 
 
 GateSettings = Annotated[dict[str, Any], AfterValidator(_gate)]
@@ -514,6 +574,14 @@ class PipelineConfig(Strict):
         gate.setdefault("require_approval", self.approval.enabled)
         return gate
 
+    def builtin_checks(self) -> dict[str, Any] | bool:
+        """The validation's builtin checks, with the share of unlabelled rows training may drop."""
+        if not self.validation.builtin_checks:
+            return False
+        training = self.training
+        share = 0.0 if training.missing_target == "fail" else training.max_missing_target_share
+        return {"target": training.target, "max_target_null_fraction": share}
+
     def fingerprint(self) -> str:
         """Short hash of the whole config (shown in the DAG docs, changes with any edit)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
@@ -537,6 +605,7 @@ class PipelineConfig(Strict):
         )
         _source_plan(plan["data"]["source"], self.data.source)
         plan["data"]["split"]["names"] = self.data.split.names
+        plan["validation"]["resolved_builtin_checks"] = self.builtin_checks()
         plan["data"]["split"]["options"] = self.data.split.model_dump(mode="json", exclude_none=True)
         if self.monitoring is not None:
             _source_plan(plan["monitoring"]["source"], self.monitoring.source)

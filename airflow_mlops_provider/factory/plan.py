@@ -38,6 +38,7 @@ _SCHEMA_FILES = (
     _HERE / "plan.py",
     _HERE.parent / "core" / "gate.py",
     _HERE.parent / "core" / "drift" / "config.py",
+    _HERE.parent / "core" / "training" / "hyperparameters.py",
 )
 
 

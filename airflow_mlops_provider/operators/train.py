@@ -93,9 +93,11 @@ class TorchrunTrainOperator(BaseOperator):
         mlflow_conn_id: str = "mlflow_default",
         aws_conn_id: str | None = "aws_default",
         seed: int = 0,
+        missing_target: str = "drop",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.missing_target = missing_target
         self.snapshot = snapshot
         self.target = target
         self.task = task
@@ -143,6 +145,7 @@ class TorchrunTrainOperator(BaseOperator):
             threads_per_proc=self.threads_per_proc,
             checkpoint_every=int(self.checkpoint_every),
             seed=int(self.seed),
+            missing_target=self.missing_target,
             run_name=f"{ti.dag_id}.{ti.task_id}{suffix}",
             run_tags={
                 "airflow.dag_id": ti.dag_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,8 @@ def factory(dags, mlflow_conn, tmp_path: Path):
     loader = dags.write(LOADER.format(folder=str(folder)))
 
     def write(config: dict[str, Any]) -> None:
-        (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config))
+        # keep the author's key order (train, validation, test), which the plan cache's JSON sorts
+        (folder / f"{config['name']}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def load(dag_id: str) -> Any:
         dag = dags.load(loader, dag_id)
@@ -115,7 +117,9 @@ def _champion(model: str) -> str | None:
     return aliases.get("champion")
 
 
-def test_classification_loop(factory, dags, tmp_path: Path, webhook):
+def test_classification_loop(factory, dags, tmp_path: Path, webhook, monkeypatch: pytest.MonkeyPatch):
+    plan_cache = tmp_path / "plans"
+    monkeypatch.setenv("MLOPS_PLAN_CACHE", str(plan_cache))
     write, load = factory
     url, received = webhook
     data, root = tmp_path / "data", tmp_path / "artifacts"
@@ -141,13 +145,17 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook):
     assert [m["event"] for m in received] == ["promotion"]
     assert received[0]["decision"]["version"] == decision["version"]
 
-    # 2. same data, same config: skipped, and the log-worthy reason is in XCom
-    run = load(f"retrain_{name}").test()
-    states = dags.task_states(run)
-    check = dags.xcom(run, "check_unchanged")
-    assert check["skip"] is True and "Skipping training and promotion" in check["reason"]
-    assert {states[t] for t in ("validate", "train", "evaluate", "gate", "promote")} == {"skipped"}
-    assert run.state == "success"
+    # 2. same data, same config: skipped, and the log-worthy reason is in XCom; the same holds
+    # with the plan read back from the cache (warm) and after a dag-processor restart (cold)
+    for cache in ("warm", "cold"):
+        if cache == "cold":
+            shutil.rmtree(plan_cache)
+        run = load(f"retrain_{name}").test()
+        states = dags.task_states(run)
+        check = dags.xcom(run, "check_unchanged")
+        assert check["skip"] is True and "Skipping training and promotion" in check["reason"], (cache, check)
+        assert {states[t] for t in ("validate", "train", "evaluate", "gate", "promote")} == {"skipped"}
+        assert run.state == "success"
 
     # 3. monitoring a shifted live window: drift found, drift asset event emitted
     datasets.write(datasets.live_window("cancer", rows=150, drift=1.0, seed=5), data / "live", "window-005")
@@ -215,3 +223,45 @@ def test_example_regression_pipeline_verbatim(dags, mlflow_conn, tmp_path: Path,
     run = load("rollback_diabetes").test(run_conf={"reason": "checking the rollback path"})
     assert run.state == "failed" and dags.task_states(run) == {"rollback": "failed"}
     assert _champion("diabetes") == str(decision["version"])  # nothing to roll back to: unchanged
+
+
+def test_unlabelled_rows_are_dropped_and_counted_or_stop_the_run_in_validation(factory, dags, tmp_path: Path):
+    """A public regression table with a few missing target values trains (rows dropped, counted in the
+    MLflow run and the decision record); with ``missing_target: fail`` validation stops the run first."""
+    from airflow_mlops_provider.core.decision_record import load_record
+    from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+    write, load = factory
+    data, root = tmp_path / "data", tmp_path / "artifacts"
+    frame = datasets.batch("diabetes", 0, 1)
+    target = datasets.target_of("diabetes")
+    frame.loc[frame.index[::70], target] = None  # 7 of 442 rows (1.6%) have no label yet
+    unlabelled = int(frame[target].isna().sum())
+    datasets.write(frame, data / "train", "batch-000")
+
+    write(_pipeline("unlabelled", "diabetes", data, root))
+    run = load("retrain_unlabelled").test()
+    assert run.state == "success", dags.task_states(run)
+    decision = dags.xcom(run, "gate")
+    client = MlflowHook().client
+    record = load_record(client, decision["run_artifact_uri"], "unlabelled")
+    trained = record.training_snapshot["missing_target_dropped"]
+    assert set(trained) == {"train", "validation"}
+    assert sum(trained.values()) + record.evaluation_snapshot["missing_target_dropped"] == unlabelled
+    metrics = client.get_run(decision["source_run_id"]).data.metrics
+    assert metrics["missing_target_dropped_train"] == trained["train"]
+
+    strict = _pipeline("unlabelled_strict", "diabetes", data, root)
+    strict["training"]["missing_target"] = "fail"
+    write(strict)
+    run = load("retrain_unlabelled_strict").test()
+    states = dags.task_states(run)
+    assert run.state == "failed" and states["validate"] == "failed", states
+    stages = ("train", "select_best", "evaluate", "gate", "promote")
+    assert not [t for t, state in states.items() if t.startswith(stages) and state == "success"], states
+    assert client.search_registered_models("name = 'unlabelled_strict'") == []
+    report = json.loads(
+        next((root / "unlabelled_strict" / "reports" / "validation").rglob("*.json")).read_text()
+    )
+    (check,) = [c for c in report["checks"] if c.get("role") == "target" and not c["success"]]
+    assert f"target column {target!r}: {unlabelled} of 442 rows have no label" in check["note"]

@@ -59,9 +59,56 @@ def test_minimal_config_gets_documented_defaults():
 
 def test_grid_fans_out_merged_with_base_hyperparameters():
     config = parse_pipeline(
-        _with(training__hyperparameters={"epochs": 5}, training__grid={"lr": [1, 2], "h": [8]})
+        _with(training__hyperparameters={"epochs": 5}, training__grid={"lr": [1, 2], "hidden": [[8]]})
     )
-    assert config.training.grid_points() == [{"epochs": 5, "lr": 1, "h": 8}, {"epochs": 5, "lr": 2, "h": 8}]
+    assert config.training.grid_points() == [
+        {"epochs": 5, "lr": 1, "hidden": [8]},
+        {"epochs": 5, "lr": 2, "hidden": [8]},
+    ]
+
+
+def test_builtin_trainer_hyperparameters_are_checked_with_a_suggestion(tmp_path: Path):
+    hyperparameters = {"feature_column": ["a"], "epochs": "ten", "hidden": [16, 0]}
+    problems = dict(
+        _errors(
+            _with(training__hyperparameters=hyperparameters, training__grid={"lrr": [0.1]}), tmp_path
+        ).problems
+    )
+    assert "did you mean 'feature_columns'?" in problems["training.hyperparameters.feature_column"], problems
+    assert "valid integer" in problems["training.hyperparameters.epochs"]
+    assert "greater than 0" in problems["training.hyperparameters.hidden.1"]
+    assert "did you mean 'lr'?" in problems["training.grid.lrr"]
+    bad_point = _with(training__grid={"epochs": [5, -1]})
+    assert "greater than 0" in dict(_errors(bad_point, tmp_path).problems)["training.grid.epochs"]
+
+
+def test_custom_entry_point_hyperparameters_pass_as_they_are_unless_it_declares_a_schema(tmp_path: Path):
+    custom = {"training__entry_point": "tests.unit.test_training_fns:slow_tabular"}
+    free = parse_pipeline(_with(**custom, training__hyperparameters={"anything": {"goes": 1}}))
+    assert free.training.grid_points() == [{"anything": {"goes": 1}}]
+
+    declared = {**custom, "training__hyperparameters_schema": "tests.unit.test_training_fns:SlowParams"}
+    assert parse_pipeline(_with(**declared, training__hyperparameters={"pause_s": 0.1, "epochs": 2}))
+    problems = dict(_errors(_with(**declared, training__hyperparameters={"pause": 0.1}), tmp_path).problems)
+    assert "did you mean 'pause_s'?" in problems["training.hyperparameters.pause"], problems
+
+    missing = {**custom, "training__hyperparameters_schema": "tests.unit.test_training_fns:NoSuchModel"}
+    problems = dict(_errors(_with(**missing), tmp_path).problems)
+    assert "cannot import hyperparameter schema" in problems["training.hyperparameters_schema"], problems
+
+
+def test_missing_target_settings_reach_the_validation_checks(tmp_path: Path):
+    default = parse_pipeline(MINIMAL)
+    assert (default.training.missing_target, default.training.max_missing_target_share) == ("drop", 0.05)
+    assert default.plan()["validation"]["resolved_builtin_checks"] == {
+        "target": "churned",
+        "max_target_null_fraction": 0.05,
+    }
+    strict = parse_pipeline(_with(training__missing_target="fail"))
+    assert strict.builtin_checks() == {"target": "churned", "max_target_null_fraction": 0.0}
+    assert parse_pipeline(_with(validation={"builtin_checks": False})).builtin_checks() is False
+    problems = dict(_errors(_with(training__max_missing_target_share=1.5), tmp_path).problems)
+    assert "less than or equal to 1" in problems["training.max_missing_target_share"]
 
 
 def test_unknown_keys_are_errors_with_a_suggestion(tmp_path: Path):
@@ -149,3 +196,14 @@ def test_environment_variables_are_expanded_or_reported():
     assert info.value.problems == [
         ("artifact_root", "environment variable ROOT is not set (use ${ROOT:-default})")
     ]
+
+
+def test_null_markers_of_each_source_reach_its_ingest_task():
+    from airflow_mlops_provider.factory.builder import build_pipeline
+
+    config = parse_pipeline(
+        _with(data__source__null_values=["", "-"], monitoring={"source": {"uri": "file:///live/"}})
+    )
+    dags = build_pipeline(config)
+    assert dags["retrain_churn"].get_task("ingest").csv_options == {"null_values": ["", "-"]}
+    assert dags["monitor_churn"].get_task("ingest_live").csv_options is None  # the reader's default markers

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from airflow_mlops_provider.core.snapshot import write_snapshot
 from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.training.hyperparameters import TabularHyperparameters
 
 ENTRY = "tests.unit.test_training_fns"
 
@@ -66,11 +67,18 @@ def nan_loss(ctx: Any) -> Any:
     return train(ctx)
 
 
+class SlowParams(TabularHyperparameters):
+    """``slow_tabular``'s hyperparameters: the built-in trainer's plus the pause per epoch."""
+
+    pause_s: float = 0.5
+
+
 def slow_tabular(ctx: Any) -> Any:
     """The built-in trainer, paced so that tests can act between checkpoints (sleep per epoch)."""
     from airflow_mlops_provider.core.training import tabular
 
     pause = float(ctx.hp("pause_s", 0.5))
+    ctx.hyperparameters = {k: v for k, v in ctx.hyperparameters.items() if k != "pause_s"}  # ours, not its
     original = ctx.metrics.log
 
     def log(metrics: dict[str, float], step: int) -> None:

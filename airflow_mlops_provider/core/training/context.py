@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops_provider.core.registry import METRIC_MISSING_TARGET
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.checkpoints import load_latest_checkpoint, save_checkpoint
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 class NonFiniteLossError(FloatingPointError):
     """The loss (or another ``*loss*`` metric) became NaN or infinite: training cannot continue."""
+
+
+class MissingTargetError(ValueError):
+    """Rows without a label reached training with ``missing_target="fail"``."""
 
 
 class MetricsLogger:
@@ -58,6 +63,14 @@ class MetricsLogger:
                 batch = [Metric(k, v, now, step) for k, v in values.items()]
                 self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
+    def log_fact(self, name: str, value: float) -> None:
+        """A one-off figure about the run (not a training curve): printed and sent from rank 0."""
+        if self.rank != 0:
+            return
+        print(f"[data] {name}={value:g}", flush=True)
+        if self._client is not None and self.run_id:
+            self._client.log_metric(self.run_id, name, float(value), step=0)
+
 
 @dataclass
 class TrainingContext:
@@ -79,6 +92,8 @@ class TrainingContext:
     metrics: MetricsLogger
     restart_count: int = 0
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    missing_target: str = "drop"  # rows without a label: "drop" (counted) or "fail"
+    dropped_unlabelled: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:
@@ -101,10 +116,30 @@ class TrainingContext:
         return split.get("column") if split.get("by") == "hash" else None
 
     def read_split(self, split: str) -> pd.DataFrame:
-        """One split of the training snapshot as a DataFrame."""
+        """One split of the training snapshot as a DataFrame, holding only rows that have a label.
+
+        Rows whose target is missing are dropped and counted (task log, MLflow metric
+        ``missing_target_dropped_<split>``), or raise :class:`MissingTargetError` when
+        ``missing_target`` is ``"fail"``.
+        """
         from airflow_mlops_provider.core.snapshot import open_snapshot
 
-        return open_snapshot(self.snapshot["uri"], self.storage_options).read(split).to_pandas()
+        frame = open_snapshot(self.snapshot["uri"], self.storage_options).read(split).to_pandas()
+        if self.target not in frame.columns:
+            return frame
+        unlabelled = frame[self.target].isna()
+        count = int(unlabelled.sum())
+        if count and self.missing_target == "fail":
+            raise MissingTargetError(
+                f"Target column {self.target!r} has {count} missing values in split {split!r} "
+                f"({count / len(frame):.2%} of {len(frame)} rows) and training.missing_target is 'fail'"
+            )
+        if split not in self.dropped_unlabelled:
+            self.dropped_unlabelled[split] = count
+            self.metrics.log_fact(f"{METRIC_MISSING_TARGET}{split}", count)
+            if count and self.is_main:
+                log(f"Dropped {count} of {len(frame)} rows of split {split!r}: no {self.target!r} label")
+        return frame[~unlabelled].reset_index(drop=True) if count else frame
 
     def hp(self, name: str, default: Any) -> Any:
         """A hyperparameter, or ``default`` when not given."""

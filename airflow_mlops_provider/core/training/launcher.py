@@ -53,6 +53,7 @@ TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
 TAG_CONFIG_HASH = "mlops.training_config_hash"
 TAG_RDZV_ID = "mlops.rdzv_id"
 TASKS = ("classification", "regression")
+MISSING_TARGET = ("drop", "fail")  # what a worker does with rows whose label is missing
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainingJob:
     threads_per_proc: int | None = None
     checkpoint_every: int = 1
     seed: int = 0
+    missing_target: str = "drop"
     run_name: str | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
 
@@ -91,6 +93,8 @@ class TrainingJob:
             raise ValueError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
         if self.backend not in (None, "gloo", "nccl"):
             raise ValueError(f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}")
+        if self.missing_target not in MISSING_TARGET:
+            raise ValueError(f"missing_target must be one of {MISSING_TARGET}, not {self.missing_target!r}")
         if not isinstance(self.hyperparameters, Mapping):
             raise ValueError(f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}")
         check_entry_point_syntax(self.entry_point)
@@ -100,7 +104,11 @@ class TrainingJob:
         return int(self.nproc_per_node) * int(self.nnodes)
 
     def config_hash(self) -> str:
-        """Hash of everything that determines the trained model (data, code, parameters, world size, seed)."""
+        """Hash of everything that determines the trained model (data, code, parameters, world size, seed).
+
+        Keys are sorted, so no dict order matters. ``missing_target`` is left out: it decides
+        whether a run with unlabelled rows trains at all, never what a successful run learns.
+        """
         payload = {
             "snapshot_sha256": self.snapshot.get("sha256"),
             "target": self.target,
@@ -173,6 +181,7 @@ class TorchrunLauncher:
             "backend": backend or "auto",
             "threads_per_proc": threads,
             "checkpoint_every": job.checkpoint_every,
+            "missing_target": job.missing_target,
         }
         tags = {
             **{str(k): str(v) for k, v in job.run_tags.items()},
@@ -196,6 +205,7 @@ class TorchrunLauncher:
             "task": job.task,
             "hyperparameters": dict(job.hyperparameters),
             "seed": job.seed,
+            "missing_target": job.missing_target,
             "backend": backend,
             "threads_per_proc": threads,
             "checkpoint_dir": checkpoint_dir.uri,

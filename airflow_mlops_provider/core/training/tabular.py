@@ -1,9 +1,8 @@
 """The built-in trainer: :class:`TabularModel` with DDP, a ``DistributedSampler`` and checkpoints.
 
-Entry point ``airflow_mlops_provider.core.training.tabular:train``. Hyperparameters (all
-optional): ``epochs`` (10), ``batch_size`` (64, per process), ``lr`` (1e-3), ``weight_decay``
-(0), ``hidden`` ([64, 32]), ``dropout`` (0), ``feature_columns`` (every column but the target
-and the hash-split key), ``categorical_columns``, ``max_categories`` (64). The preprocessing
+Entry point ``airflow_mlops_provider.core.training.tabular:train``. Hyperparameters: see
+:class:`~airflow_mlops_provider.core.training.hyperparameters.TabularHyperparameters` (the
+pipeline config checks them at parse time, and the worker reads them through it). The preprocessing
 is fitted on the training split (identically on every rank), gradients are averaged by DDP,
 and validation metrics are logged per epoch as ``val_*`` together with ``train_loss``.
 """
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from airflow_mlops_provider.core.tabular_model import TabularModel
 from airflow_mlops_provider.core.training.context import NonFiniteLossError, TrainingContext
+from airflow_mlops_provider.core.training.hyperparameters import TabularHyperparameters
 
 
 def _default_features(ctx: TrainingContext, frame: pd.DataFrame) -> list[str]:
@@ -33,6 +33,7 @@ def _default_features(ctx: TrainingContext, frame: pd.DataFrame) -> list[str]:
 
 def train(ctx: TrainingContext) -> TabularModel:
     """Train the tabular MLP on ``ctx``'s snapshot and return it (identical on every rank)."""
+    params = TabularHyperparameters.model_validate(ctx.hyperparameters)
     train_df = ctx.read_split("train")
     val_split = "validation" if "validation" in ctx.splits else "train"
     val_df = train_df if val_split == "train" else ctx.read_split(val_split)
@@ -40,17 +41,17 @@ def train(ctx: TrainingContext) -> TabularModel:
         train_df,
         ctx.target,
         ctx.task,
-        feature_columns=ctx.hp("feature_columns", None) or _default_features(ctx, train_df),
-        categorical_columns=ctx.hp("categorical_columns", None),
-        hidden=ctx.hp("hidden", [64, 32]),
-        dropout=float(ctx.hp("dropout", 0.0)),
-        max_categories=int(ctx.hp("max_categories", 64)),
+        feature_columns=params.feature_columns or _default_features(ctx, train_df),
+        categorical_columns=params.categorical_columns,
+        hidden=params.hidden,
+        dropout=params.dropout,
+        max_categories=params.max_categories,
     )
     model.network.to(ctx.device)
     x_train, y_train = model.encode_features(train_df), model.encode_target(train_df)
     x_val, y_val = model.encode_features(val_df), model.encode_target(val_df)
 
-    epochs = int(ctx.hp("epochs", 10))
+    epochs = params.epochs
     sampler = DistributedSampler(
         TensorDataset(x_train, y_train),
         num_replicas=ctx.world_size,
@@ -60,15 +61,13 @@ def train(ctx: TrainingContext) -> TabularModel:
     )
     loader = DataLoader(
         TensorDataset(x_train, y_train),
-        batch_size=int(ctx.hp("batch_size", 64)),
+        batch_size=params.batch_size,
         sampler=sampler,
         num_workers=0,
     )
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     ddp = DistributedDataParallel(model.network, device_ids=device_ids)
-    optimiser = torch.optim.AdamW(
-        ddp.parameters(), lr=float(ctx.hp("lr", 1e-3)), weight_decay=float(ctx.hp("weight_decay", 0.0))
-    )
+    optimiser = torch.optim.AdamW(ddp.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     loss_fn: nn.Module = nn.CrossEntropyLoss() if ctx.task == "classification" else nn.MSELoss()
 
     start = 0

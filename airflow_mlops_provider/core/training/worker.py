@@ -87,6 +87,7 @@ def run(job: dict[str, Any], rank: int) -> None:
             target=job["target"],
             task=job["task"],
             hyperparameters=job["hyperparameters"],
+            missing_target=job.get("missing_target", "drop"),
             checkpoint_dir=job["checkpoint_dir"],
             checkpoint_every=int(job["checkpoint_every"]),
             seed=seed,

@@ -1,4 +1,4 @@
-"""Checks every suite gets (unless switched off): row count, schema and null rate.
+"""Checks every suite gets (unless switched off): row count, schema, null rate and labelled rows.
 
 Great Expectations passes per-row expectations on empty data and range checks on all-NaN
 columns, so these guard the gaps. They run on Arrow buffers (null counts are metadata, NaN is
@@ -23,6 +23,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "null_tolerance": 0.05,
     "schema": None,
     "allow_extra_columns": False,
+    "target": None,
+    "max_target_null_fraction": 0.05,
 }
 
 
@@ -51,6 +53,9 @@ def run_builtin(
     """Row count, schema (against ``options['schema']`` or the reference's) and null-rate results."""
     results = [_row_count(table.num_rows, options)]
     results += _schema(table.schema, options, reference, suite_columns)
+    target = options["target"]
+    if target is not None and target not in table.column_names:
+        results.append(_result("expect_column_to_exist", target, False, "missing", "present", role="target"))
     if table.num_rows:
         results += _null_rates(table, options, reference)
     return results
@@ -121,11 +126,13 @@ def _null_rates(
     reference_fraction = (reference or {}).get("null_fraction", {})
     results = []
     for name in table.column_names:
-        column = table.column(name)
-        missing = column.null_count
-        if pa.types.is_floating(column.type) and len(column):
-            missing += pc.sum(pc.is_nan(pc.drop_null(column))).as_py() or 0
+        missing = missing_count(table.column(name))
         fraction = missing / table.num_rows
+        if name == options["target"]:
+            results.append(
+                _target_nulls(name, missing, table.num_rows, float(options["max_target_null_fraction"]))
+            )
+            continue
         if isinstance(configured, Mapping) and name in configured:
             allowed = float(configured[name])
         elif isinstance(configured, int | float):
@@ -147,6 +154,33 @@ def _null_rates(
             )
         )
     return results
+
+
+def missing_count(column: pa.ChunkedArray | pa.Array) -> int:
+    """Nulls, plus NaN in a floating-point column: the values a model cannot learn from."""
+    missing = column.null_count
+    if pa.types.is_floating(column.type) and len(column):
+        missing += pc.sum(pc.is_nan(pc.drop_null(column))).as_py() or 0
+    return int(missing)
+
+
+def _target_nulls(name: str, missing: int, rows: int, allowed: float) -> dict[str, Any]:
+    """Rows without a label: training drops them, up to ``allowed`` of all rows."""
+    fraction = missing / rows
+    return _result(
+        "expect_column_values_to_not_be_null",
+        name,
+        fraction <= allowed,
+        round(fraction, 6),
+        {"max_null_fraction": allowed},
+        unexpected_count=missing,
+        unexpected_percent=100.0 * fraction,
+        role="target",
+        note=(
+            f"target column {name!r}: {missing} of {rows} rows have no label ({fraction:.2%}); "
+            f"at most {allowed:.2%} may be dropped (training.missing_target / max_missing_target_share)"
+        ),
+    )
 
 
 def _same_type(actual: str, expected: str) -> bool:

@@ -25,6 +25,8 @@ def describe_failure(check: Mapping[str, Any]) -> str:
         parts.append(f"{check['unexpected_count']} unexpected{share}")
     if check.get("examples"):
         parts.append(f"e.g. {_short(list(check['examples'])[:MAX_MESSAGE_EXAMPLES])}")
+    if check.get("note"):
+        parts.append(str(check["note"]))
     tag = " [builtin]" if check.get("source") == "builtin" else ""
     return ": ".join(parts[:1]) + (": " + ", ".join(parts[1:]) if parts[1:] else "") + tag
 

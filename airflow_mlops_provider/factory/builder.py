@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from airflow_mlops_provider.factory import docs
+from airflow_mlops_provider.factory import docs, env
 from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
 from airflow_mlops_provider.factory.notify import notifier
 from airflow_mlops_provider.factory.plan import View, as_view
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 def build_pipeline(config: PipelineConfig | Mapping[str, Any], source: str | None = None) -> dict[str, DAG]:
     """Build every DAG of one pipeline (a validated config, or its plan); keys are the DAG ids."""
     config = as_view(config.plan() if hasattr(config, "plan") else config)
+    env.register_secrets(config.env)
     dags = [build_retrain_dag(config, source), build_rollback_dag(config, source)]
     if config.monitoring is not None:
         dags.append(build_monitor_dag(config, source))
@@ -82,8 +83,10 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
         auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "retrain"),
-        doc_md=docs.retrain_dag(config, source),
-        description=f"Retrain {config.registered_model_name}: {config.description}".strip(": ")[:200],
+        doc_md=_shown(config, docs.retrain_dag(config, source)),
+        description=_shown(
+            config, f"Retrain {config.registered_model_name}: {config.description}".strip(": ")
+        )[:200],
         default_args=_default_args(config),
         dagrun_timeout=timedelta(seconds=training.timeout * 2 + config.defaults.timeout * 6),
         on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
@@ -262,8 +265,8 @@ def build_monitor_dag(config: View, source: str | None = None) -> DAG:
         auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "monitor"),
-        doc_md=docs.monitor_dag(config, source),
-        description=f"Watch live data of {config.registered_model_name} for drift"[:200],
+        doc_md=_shown(config, docs.monitor_dag(config, source)),
+        description=_shown(config, f"Watch live data of {config.registered_model_name} for drift")[:200],
         default_args=_default_args(config, timeout=monitoring.timeout),
         dagrun_timeout=timedelta(seconds=monitoring.timeout * 4),
         on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
@@ -328,8 +331,8 @@ def build_rollback_dag(config: View, source: str | None = None) -> DAG:
         auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
         tags=_tags(config, "rollback"),
-        doc_md=docs.rollback_dag(config, source),
-        description=f"Restore the previous champion of {config.registered_model_name}"[:200],
+        doc_md=_shown(config, docs.rollback_dag(config, source)),
+        description=_shown(config, f"Restore the previous champion of {config.registered_model_name}")[:200],
         default_args={**_default_args(config), "retries": 0},
         params={
             "reason": Param(
@@ -359,6 +362,11 @@ def _csv_options(source: View) -> dict[str, Any] | None:
 
 def _cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC")
+
+
+def _shown(config: View, text: str) -> str:
+    """UI text with expanded environment values written as ``${NAME}`` (before any cut: none half-shown)."""
+    return env.shown(text, config.env)
 
 
 def _common(config: View) -> dict[str, str]:

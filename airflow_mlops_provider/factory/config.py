@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -514,6 +515,8 @@ class PipelineConfig(Strict):
     triggers: Triggers = Field(default_factory=Triggers)
     notifications: Notifications = Field(default_factory=Notifications)
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
+    # Values the loader expanded from the environment, by variable (see factory.env).
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -602,6 +605,7 @@ class PipelineConfig(Strict):
             gate_settings=self.gate_settings(),
             gate_on_fail=self.gate.get("on_fail", "skip"),
             fingerprint=self.fingerprint(),
+            env=dict(self._env),
         )
         _source_plan(plan["data"]["source"], self.data.source)
         plan["data"]["split"]["names"] = self.data.split.names

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_parsing_context
 
+from airflow_mlops_provider.factory import env
 from airflow_mlops_provider.factory.builder import build_pipeline
 from airflow_mlops_provider.factory.plan import load_plan
 
@@ -74,7 +75,9 @@ def load_dags(folder: str | os.PathLike[str], pattern: str = "*.yaml") -> dict[s
         try:
             dags.update(build_pipeline(config, source=label))
         except Exception as exc:  # a config that validates but an operator rejects
-            errors[label] = f"{label}: cannot build the DAGs: {type(exc).__name__}: {exc}"
+            errors[label] = env.shown(
+                f"{label}: cannot build the DAGs: {type(exc).__name__}: {exc}", config.env
+            )
     if errors and not wanted:
         dags[BROKEN_DAG_ID] = BrokenPipelines(errors)
     return dags

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from airflow_mlops_provider.factory import env as env_rules
 from airflow_mlops_provider.factory.config import PipelineConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -51,27 +52,44 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineConfig:
 def parse_pipeline(
     data: Any, source: str = "<config>", env: Mapping[str, str] | None = None
 ) -> PipelineConfig:
-    """Validate a mapping (already parsed YAML or a Python dict) as a pipeline config."""
+    """Validate a mapping (already parsed YAML or a Python dict) as a pipeline config.
+
+    ``${NAME}`` references are expanded from ``env`` (default: the process environment) as far
+    as :mod:`~airflow_mlops_provider.factory.env` allows; errors show ``${NAME}``, not the value.
+    """
     if not isinstance(data, Mapping):
         kind = "an empty file" if data is None else type(data).__name__
         raise ConfigError(source, [("", f"expected a mapping of pipeline fields, got {kind}")])
     problems: list[tuple[str, str]] = []
-    expanded = _expand(data, (), os.environ if env is None else env, problems)
+    used: dict[str, str] = {}
+    expanded = _expand(data, (), os.environ if env is None else env, problems, used)
     if problems:
         raise ConfigError(source, problems)
     try:
-        return PipelineConfig.model_validate(expanded)
+        config = PipelineConfig.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(source, [p for err in exc.errors() for p in _describe(err)]) from None
+        problems = [p for err in exc.errors() for p in _describe(err)]
+        raise ConfigError(source, [(path, env_rules.shown(text, used)) for path, text in problems]) from None
+    config._env = used
+    return config
 
 
-def _expand(value: Any, path: tuple[Any, ...], env: Mapping[str, str], problems: list) -> Any:
-    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; record unset variables."""
+def _expand(
+    value: Any, path: tuple[Any, ...], env: Mapping[str, str], problems: list, used: dict[str, str]
+) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; record values taken from ``env``
+    in ``used``, and variables that are not allowed or not set in ``problems``."""
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if not env_rules.allowed(name, env):
+                problems.append(
+                    (_dotted(path), f"environment variable {name} is not allowed here ({env_rules.RULE})")
+                )
+                return match.group(0)
             if name in env:
+                used[name] = env[name]
                 return env[name]
             if default is not None:
                 return default
@@ -82,9 +100,9 @@ def _expand(value: Any, path: tuple[Any, ...], env: Mapping[str, str], problems:
 
         return _ENV.sub(sub, value)
     if isinstance(value, Mapping):
-        return {k: _expand(v, (*path, k), env, problems) for k, v in value.items()}
+        return {k: _expand(v, (*path, k), env, problems, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, (*path, i), env, problems) for i, v in enumerate(value)]
+        return [_expand(v, (*path, i), env, problems, used) for i, v in enumerate(value)]
     return value
 
 

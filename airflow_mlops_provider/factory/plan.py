@@ -5,9 +5,11 @@ Validating a config with pydantic costs tens of milliseconds in such a process, 
 it building the schema's classes and validators, and the YAML has usually not changed since
 the last parse. So a config is validated once per content: the result (the *plan*: the
 normalised config plus the values derived from it, see ``PipelineConfig.plan``) is stored
-under a key made of the YAML bytes, the environment variables it references, and the
-provider's schema code. The next parse of the same file reads that JSON and builds the DAGs
-without importing the schema at all. Broken configs are never cached: they fail every parse.
+under a key made of the YAML bytes, the environment variables it may expand (see
+:mod:`~airflow_mlops_provider.factory.env`), and the provider's schema code. The next parse of
+the same file reads that JSON and builds the DAGs without importing the schema at all. Broken
+configs are never cached: they fail every parse, and neither are plans that expanded a variable
+whose name looks secret, so such a value never lands on disk.
 
 Cache folder: ``$MLOPS_PLAN_CACHE``, else ``$AIRFLOW_HOME/.cache/airflow-mlops-provider/plans``
 (``MLOPS_PLAN_CACHE=off`` disables it). It is created private (0700) and a folder that is not
@@ -27,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops_provider import __version__
+from airflow_mlops_provider.factory import env as env_rules
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 _ENV_REF = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _HERE = Path(__file__).resolve().parent
 # Code whose change must invalidate cached plans: the schema, its loader, the schemas it borrows.
@@ -36,6 +39,7 @@ _SCHEMA_FILES = (
     _HERE / "config.py",
     _HERE / "loader.py",
     _HERE / "plan.py",
+    _HERE / "env.py",
     _HERE.parent / "core" / "gate.py",
     _HERE.parent / "core" / "drift" / "config.py",
     _HERE.parent / "core" / "training" / "hyperparameters.py",
@@ -90,6 +94,9 @@ def plan_key(raw: bytes, environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     digest = hashlib.sha256(raw)
     for name in sorted({m.decode() for m in _ENV_REF.findall(raw)}):
+        if not env_rules.allowed(name, environ):  # a config error; its value must not matter
+            digest.update(f"\0{name}\2".encode())
+            continue
         value = environ.get(name)
         digest.update(f"\0{name}={'' if value is None else value}\1{value is None}".encode())
     digest.update(f"\0{__version__}\0{PLAN_VERSION}\0{_schema_stamp()}".encode())
@@ -111,7 +118,7 @@ def load_plan(path: str | os.PathLike[str], label: str | None = None) -> View:
     from airflow_mlops_provider.factory.loader import load_pipeline
 
     plan = load_pipeline(path).plan()
-    if cached is not None:
+    if cached is not None and not any(map(env_rules.looks_secret, plan["env"])):
         _write_atomic(cached, json.dumps(plan, sort_keys=True).encode())
     return View(plan)
 

@@ -187,15 +187,47 @@ def test_yaml_is_loaded_safely_with_the_c_loader(tmp_path: Path):
 
 
 def test_environment_variables_are_expanded_or_reported():
-    data = _with(artifact_root="${ROOT}", data__source={"uri": "${DATA:-file:///tmp/d}/x/"})
-    config = parse_pipeline(data, env={"ROOT": "s3://from-env"})
+    data = _with(artifact_root="${MLOPS_ROOT}", data__source={"uri": "${MLOPS_DATA:-file:///tmp/d}/x/"})
+    config = parse_pipeline(data, env={"MLOPS_ROOT": "s3://from-env"})
     assert config.artifact_root == "s3://from-env"
     assert config.data.source.resolved == "file:///tmp/d/x/"
     with pytest.raises(ConfigError) as info:
         parse_pipeline(data, source="p.yaml", env={})
     assert info.value.problems == [
-        ("artifact_root", "environment variable ROOT is not set (use ${ROOT:-default})")
+        ("artifact_root", "environment variable MLOPS_ROOT is not set (use ${MLOPS_ROOT:-default})")
     ]
+
+
+def test_only_allow_listed_environment_variables_are_expanded():
+    """A YAML author named ``${AWS_SECRET_ACCESS_KEY}`` and the dag-processor's secret reached the UI."""
+    env = {
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-value",
+        "TEAM_ROOT": "s3://team-root",
+        "MLOPS_CONFIG_ENV_ALLOW": "OTHER, TEAM_ROOT",
+    }
+    data = _with(
+        description="${AWS_SECRET_ACCESS_KEY}",
+        owner="${AWS_SECRET_ACCESS_KEY:-anyone}",
+        artifact_root="${TEAM_ROOT}",
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(data, source="p.yaml", env=env)
+    allowed = "only MLOPS_* and the names listed in MLOPS_CONFIG_ENV_ALLOW are expanded"
+    assert info.value.problems == [
+        ("description", f"environment variable AWS_SECRET_ACCESS_KEY is not allowed here ({allowed})"),
+        ("owner", f"environment variable AWS_SECRET_ACCESS_KEY is not allowed here ({allowed})"),
+    ]
+    assert "aws-secret-value" not in str(info.value)
+    config = parse_pipeline(_with(artifact_root="${TEAM_ROOT}"), env=env)
+    assert config.artifact_root == "s3://team-root"
+
+
+def test_errors_show_the_variable_not_its_value():
+    env = {"MLOPS_RETRIES": "not-a-number-but-a-secret"}
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(_with(defaults={"retries": "${MLOPS_RETRIES}"}), env=env)
+    assert "not-a-number-but-a-secret" not in str(info.value)
+    assert "${MLOPS_RETRIES}" in str(info.value)
 
 
 def test_null_markers_of_each_source_reach_its_ingest_task():

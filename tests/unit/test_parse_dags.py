@@ -189,3 +189,26 @@ def test_worker_parse_builds_only_the_pipeline_it_runs(tmp_path: Path, monkeypat
         "monitor_diabetes",
         "rollback_diabetes",
     }
+
+
+def test_expanded_values_never_reach_the_ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``description: ${AWS_SECRET_ACCESS_KEY}`` showed the dag-processor's secret in the UI."""
+    secret, token = "aws-secret-in-the-processor", "team-token-0123456789"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("MLOPS_TEAM_TOKEN", token)
+    monkeypatch.setenv("MLOPS_BUCKET", "bucket-name-from-env")
+    denied = _example()
+    denied["description"] = "${AWS_SECRET_ACCESS_KEY}"
+    allowed = _example("diabetes")
+    allowed["description"] = "x" * 185 + " ${MLOPS_TEAM_TOKEN}"  # cut at 200 characters mid-token
+    allowed["artifact_root"] = "s3://${MLOPS_BUCKET}/artifacts"
+    bag = _bag(_folder(tmp_path, {"cancer": denied, "diabetes": allowed}))
+    (error,) = bag.import_errors.values()
+    assert "description: environment variable AWS_SECRET_ACCESS_KEY is not allowed" in error
+    assert secret not in error
+    assert set(bag.dag_ids) == {"retrain_diabetes", "monitor_diabetes", "rollback_diabetes"}
+    for dag in bag.dags.values():
+        shown = f"{dag.description}\n{dag.doc_md}"
+        assert token[:6] not in shown and "bucket-name-from-env" not in shown, dag.dag_id
+    doc_md = bag.dags["retrain_diabetes"].doc_md
+    assert "${MLOPS_TEAM_TOKEN}" in doc_md and "s3://${MLOPS_BUCKET}/artifacts" in doc_md

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,23 @@ def test_plan_view_is_read_only(tmp_path: Path, cache: Path):
         view.name = "other"
     with pytest.raises(AttributeError):
         _ = view.no_such_field
+
+
+def test_key_follows_the_allow_list_not_other_variables(tmp_path: Path):
+    """A variable a config may not expand must not reach the key; allowing it must change the key."""
+    raw = b"description: ${AWS_SECRET_ACCESS_KEY}\n"
+    key = plans.plan_key(raw, {"AWS_SECRET_ACCESS_KEY": "a"})
+    assert plans.plan_key(raw, {"AWS_SECRET_ACCESS_KEY": "b"}) == key
+    allowed = {"MLOPS_CONFIG_ENV_ALLOW": "AWS_SECRET_ACCESS_KEY"}
+    assert plans.plan_key(raw, {**allowed, "AWS_SECRET_ACCESS_KEY": "a"}) != key
+
+
+def test_a_plan_that_expanded_a_secret_is_not_written_to_disk(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MLOPS_TEAM_TOKEN", "token-value-123")
+    text = EXAMPLE.read_text()
+    path = _config(tmp_path, re.sub(r"(?m)^description: .*$", "description: team ${MLOPS_TEAM_TOKEN}", text))
+    for _ in range(2):
+        assert plans.load_plan(path).description == "team token-value-123"
+    assert not list(cache.glob("*.json"))

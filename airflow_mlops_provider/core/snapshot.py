@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.storage import Location, is_local
 
 MANIFEST = "manifest.json"
@@ -75,7 +76,7 @@ class SnapshotWriter:
         kind: str = "snapshots",
         row_group_rows: int = 128_000,
     ) -> None:
-        self._root = artifact_root.join(pipeline, kind)
+        self._root = artifact_root.join(safe_component(pipeline, "pipeline"), safe_component(kind, "kind"))
         self._tmp = tempfile.mkdtemp(prefix="snapshot-")
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._rows: dict[str, int] = {}

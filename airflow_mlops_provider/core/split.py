@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
-from airflow_mlops_provider.core.ingest.safety import safe_component
+from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import split_order
 
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}

@@ -84,6 +84,7 @@ class IngestOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.ingest import IngestError, ingest_snapshot
         from airflow_mlops_provider.core.ingest.sources import RetryPolicy
+        from airflow_mlops_provider.core.paths import UnsafeNameError
         from airflow_mlops_provider.core.storage import Location
         from airflow_mlops_provider.operators.storage import storage_options
 
@@ -111,7 +112,7 @@ class IngestOperator(BaseOperator):
                 retry=RetryPolicy(attempts=self.connect_attempts),
                 manifest_extra={"producing_run": _producing_run(context)},
             )
-        except IngestError as err:
+        except (IngestError, UnsafeNameError) as err:
             raise AirflowFailException(str(err)) from err
         result = ref.to_dict()
         _emit_asset_events(self, context, {"snapshot": result})

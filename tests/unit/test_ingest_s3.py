@@ -13,6 +13,7 @@ import pytest
 
 from airflow_mlops_provider.core.ingest import IngestError, SourceUnreachableError, ingest_snapshot
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy
+from airflow_mlops_provider.core.paths import UnsafeNameError
 from airflow_mlops_provider.core.snapshot import open_snapshot
 from airflow_mlops_provider.core.storage import Location
 from tests.unit.ingest_support import csv_bytes, jsonl_bytes, parquet_bytes, published_files, sample
@@ -219,7 +220,7 @@ def test_unreachable_endpoint_is_retried_then_fails_clearly(tmp_path, monkeypatc
 def test_names_that_would_escape_the_artifact_root(tmp_path, s3, staging, pipeline, split, message):
     client, bucket, put = s3
     put("in/a.csv", csv_bytes(sample()))
-    with pytest.raises(IngestError, match=message.replace(".", r"\.")):
+    with pytest.raises(UnsafeNameError, match=message.replace(".", r"\.")):
         ingest_snapshot(
             f"s3://{bucket}/in/a.csv", Location((tmp_path / "art").as_uri()), pipeline, s3_client=client,
             split=split,

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
 from airflow_mlops_provider.core.ingest.formats import ReadSpec, check_csv_options, read_object
-from airflow_mlops_provider.core.ingest.safety import safe_component
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
+from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
 from airflow_mlops_provider.core.split import SplitSpec, parse_split
 from airflow_mlops_provider.core.storage import Location
@@ -57,8 +57,10 @@ def ingest_snapshot(
     ``schema`` (column -> Arrow type name) fixes column types and the expected column set;
     without it the first object's schema is the target and later objects must match it.
     ``s3_client`` (from ``S3Hook.get_conn()``) reads ``s3://`` sources; other URIs use fsspec
-    with ``source_options``. Raises :class:`IngestError` for bad input and
-    :class:`SourceUnreachableError` when storage cannot be reached; nothing is published then.
+    with ``source_options``. Raises :class:`IngestError` for bad input,
+    :class:`~airflow_mlops_provider.core.paths.UnsafeNameError` for a pipeline or split name that
+    would escape the artifact root, and :class:`SourceUnreachableError` when storage cannot be
+    reached; nothing is published then.
     """
     safe_component(pipeline, "pipeline")
     if chunk_rows < 1 or block_bytes < 1024:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_mlops_provider.core.ingest.errors import IngestError
-from airflow_mlops_provider.core.ingest.safety import ensure_within, safe_component
+from airflow_mlops_provider.core.paths import UnsafeNameError, ensure_within, safe_component
 from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotError, SnapshotRef, open_snapshot
 from airflow_mlops_provider.core.storage import Location, join_uri
 from airflow_mlops_provider.core.validation.builtin import builtin_options, run_builtin
@@ -142,7 +141,7 @@ def _open(value: Any, options: dict[str, Any], artifact_root: str | None, what: 
     if artifact_root:
         try:
             ensure_within(artifact_root, uri, what)
-        except IngestError as err:
+        except UnsafeNameError as err:
             raise ValidationConfigError(str(err)) from err
     try:
         return open_snapshot(uri, options)
@@ -155,7 +154,7 @@ def _report_dir(snap: Snapshot, artifact_root: str | None, pipeline: str | None,
     if artifact_root and pipeline:
         try:
             safe_component(pipeline, "pipeline")
-        except IngestError as err:
+        except UnsafeNameError as err:
             raise ValidationConfigError(str(err)) from err
         base = join_uri(artifact_root, pipeline)
     else:

@@ -2,22 +2,26 @@
 
 The Airflow hook turns a connection into :class:`TrackingSettings`; core code, training
 subprocesses and tests use the settings to build clients or environments. Secrets never
-appear in ``repr()`` or in :meth:`TrackingSettings.display_uri`.
+appear in ``repr()``, :attr:`TrackingSettings.display_uri` or reachability errors: URIs are shown
+through :func:`strip_userinfo`, and :meth:`TrackingSettings.secrets` lists what the Airflow hook
+registers with the secrets masker.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrackingSettings:
     """Where MLflow lives and how to authenticate against it."""
 
@@ -31,6 +35,19 @@ class TrackingSettings:
     max_retries: int = 3
     ui_url: str | None = None
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return strip_userinfo(f"{type(self).__name__}({shown})")
+
+    def secrets(self) -> Iterator[str]:
+        """Every secret of these settings: token, password and passwords inside the URIs (as written
+        and decoded), for a log masker."""
+        for uri in (self.tracking_uri, self.registry_uri, self.ui_url):
+            password = urlsplit(uri).password if uri else None
+            if password:
+                yield from dict.fromkeys((password, unquote(password)))
+        yield from (secret for secret in (self.token, self.password) if secret)
+
     @property
     def display_uri(self) -> str:
         """The tracking URI with any user info removed, safe for logs."""
@@ -40,7 +57,7 @@ class TrackingSettings:
     def browser_url(self) -> str | None:
         """Base URL of the MLflow UI, when there is one (http(s) servers or an explicit ``ui_url``)."""
         if self.ui_url:
-            return self.ui_url.rstrip("/")
+            return strip_userinfo(self.ui_url).rstrip("/")
         if self.tracking_uri.startswith(("http://", "https://")):
             return self.display_uri.rstrip("/")
         return None
@@ -120,15 +137,16 @@ def initialise_sqlite_store(uri: str | None) -> None:
     _INITIALISED_SQLITE.add(path)
 
 
-def strip_userinfo(uri: str) -> str:
-    """Remove ``user:password@`` from a URI so it can be logged."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#'\"<>]*@")
+
+
+def strip_userinfo(text: str) -> str:
+    """Remove ``user:password@`` from a URI, or from every URI in a message, so it can be shown.
+
+    Works on text, not on parsed URIs: a malformed URI (a bad port, an unescaped ``@`` in the
+    password) loses its user info too instead of raising or leaking it.
+    """
+    return _USERINFO.sub(r"\1", text)
 
 
 def check_reachable(settings: TrackingSettings) -> str:
@@ -138,7 +156,8 @@ def check_reachable(settings: TrackingSettings) -> str:
     try:
         settings.client().search_experiments(max_results=1)
     except (MlflowException, OSError) as err:
-        reason = str(err).splitlines()[0][:300]
+        # MLflow quotes the request URL, user info included; strip it before cutting the line.
+        reason = strip_userinfo((str(err).splitlines() or [type(err).__name__])[0])[:300]
         raise ConnectionError(f"Cannot reach MLflow at {settings.display_uri}: {reason}") from err
     return f"MLflow at {settings.display_uri} is reachable"
 

@@ -34,7 +34,8 @@ class MlflowHook(BaseHook):
 
     @cached_property
     def settings(self) -> TrackingSettings:
-        """Tracking settings built from the connection; secrets are registered with the log masker."""
+        """Tracking settings built from the connection; every secret, passwords inside the URIs
+        included, is registered with Airflow's secrets masker."""
         from airflow.sdk.log import mask_secret
 
         from airflow_mlops_provider.core.tracking import TrackingSettings
@@ -53,10 +54,7 @@ class MlflowHook(BaseHook):
             tracking_uri = f"{extra.get('scheme', 'http')}://{conn.host}{port}{path}"
         token = conn.password if conn.password and not conn.login else None
         password = conn.password if conn.login else None
-        for secret in (token, password):
-            if secret:
-                mask_secret(secret)
-        return TrackingSettings(
+        settings = TrackingSettings(
             tracking_uri=tracking_uri,
             registry_uri=extra.get("registry_uri") or None,
             username=conn.login or None,
@@ -67,6 +65,9 @@ class MlflowHook(BaseHook):
             max_retries=int(extra.get("max_retries", 3)),
             ui_url=extra.get("ui_url") or None,
         )
+        for secret in settings.secrets():
+            mask_secret(secret)
+        return settings
 
     @cached_property
     def client(self) -> MlflowClient:

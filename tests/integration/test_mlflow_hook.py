@@ -59,6 +59,27 @@ def test_credentials_never_reach_logs_or_reprs(monkeypatch, caplog, mlflow_serve
     assert secret not in str(redact(f"token={secret}"))
 
 
+def test_password_in_the_tracking_uri_is_masked_in_the_test_result_and_logs(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_URI_AUTH",
+        json.dumps(
+            {
+                "conn_type": "mlflow",
+                "host": "http://bob:uri-pass-word@127.0.0.1:9",
+                "extra": {"registry_uri": "postgresql://reg:db-pass-word@127.0.0.1:9/r", "max_retries": 0},
+            }
+        ),
+    )
+    hook = MlflowHook("mlflow_uri_auth")
+    ok, message = hook.test_connection()
+    assert not ok and message.startswith("Cannot reach MLflow at http://127.0.0.1:9: ")
+    assert "uri-pass-word" not in message and "uri-pass-word" not in repr(hook.settings)
+    from airflow.sdk._shared.secrets_masker import redact
+
+    logged = str(redact("torchrun: request to http://bob:uri-pass-word@h failed; registry db-pass-word"))
+    assert "uri-pass-word" not in logged and "db-pass-word" not in logged
+
+
 def test_basic_auth_and_bare_host_build_the_uri(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_BASIC",

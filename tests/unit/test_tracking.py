@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops_provider.core.tracking import TrackingSettings, ensure_experiment, strip_userinfo
+from airflow_mlops_provider.core.tracking import (
+    TrackingSettings,
+    check_reachable,
+    ensure_experiment,
+    strip_userinfo,
+)
 
 PIPELINES = 5
 
@@ -17,6 +22,26 @@ PIPELINES = 5
 def test_userinfo_is_stripped_for_display():
     assert strip_userinfo("https://bob:pw@mlflow.example:443/x") == "https://mlflow.example:443/x"
     assert TrackingSettings("https://bob:pw@h").display_uri == "https://h"
+    assert strip_userinfo("postgresql://u:p@ss@db:bad/x") == "postgresql://db:bad/x"  # no crash, no leak
+    text = "API request to http://bob:pw@h:5000/api failed; retry https://x:y@other/"
+    assert strip_userinfo(text) == "API request to http://h:5000/api failed; retry https://other/"
+
+
+def test_credentials_in_uris_never_show_in_reprs_or_reachability_errors():
+    settings = TrackingSettings(
+        "http://bob:uri-password@127.0.0.1:9",
+        registry_uri="postgresql://reg:db-password@127.0.0.1:9/registry",
+        ui_url="https://viewer:ui-password@mlflow.example",
+        max_retries=0,
+        request_timeout_s=2,
+    )
+    assert not any(secret in repr(settings) for secret in ("uri-password", "db-password", "ui-password"))
+    assert "127.0.0.1:9" in repr(settings)
+    assert settings.browser_url == "https://mlflow.example"
+    with pytest.raises(ConnectionError) as info:
+        check_reachable(settings)
+    assert str(info.value).startswith("Cannot reach MLflow at http://127.0.0.1:9: ")
+    assert "uri-password" not in str(info.value)
 
 
 def test_local_store_experiments_live_under_the_artifact_root(tmp_path):

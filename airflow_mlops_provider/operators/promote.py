@@ -37,15 +37,17 @@ if TYPE_CHECKING:
 
 ON_FAIL = ("fail", "skip")
 DECISION_MARKDOWN_KEY = "decision_markdown"
+PROMOTION_POOL_PREFIX = "mlops_promote_"
 
 
 def promotion_pool(model_name: str) -> str:
     """Name of the one-slot pool that serialises promotions and rollbacks of ``model_name``.
 
-    Create it once per registered model before the DAGs run, e.g.
+    The provider's scheduler plugin (:mod:`airflow_mlops_provider.plugins`) creates it when a run
+    that uses it starts and it is missing; a deployment may create it beforehand, e.g.
     ``airflow pools set mlops_promote_<model> 1 "Serialise promotions of <model>"``.
     """
-    return "mlops_promote_" + re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
+    return PROMOTION_POOL_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
 
 
 def _check_on_fail(on_fail: str) -> str:

@@ -1,0 +1,62 @@
+"""The provider's Airflow plugin: a scheduler-side listener that creates missing promotion pools.
+
+Airflow never schedules a task whose pool does not exist (the run waits forever and only the
+scheduler log says why), and in Airflow 3 neither DAG parsing nor workers may write pools. The
+scheduler may: when a run starts, every ``mlops_promote_<model>`` pool its tasks use that is
+missing is created with one slot, inside the scheduler's own transaction. Pools that exist are
+never changed. Registered through the ``airflow.plugins`` entry point; it needs the provider
+installed where the scheduler runs (the compose init job still imports the pools file).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+
+log = logging.getLogger(__name__)
+
+
+class PromotionPoolListener:
+    """Create the missing promotion pools of a DAG run as it starts."""
+
+    @hookimpl
+    def on_dag_run_running(self, dag_run: DagRun, msg: str) -> None:
+        from airflow.models.pool import Pool
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+        from sqlalchemy.orm import Session, object_session
+
+        from airflow_mlops_provider.operators.promote import PROMOTION_POOL_PREFIX
+
+        scheduler_session = object_session(dag_run)
+        dag = dag_run.dag
+        if scheduler_session is None or dag is None:
+            return
+        wanted = {task.pool for task in dag.tasks if task.pool.startswith(PROMOTION_POOL_PREFIX)}
+        if not wanted:
+            return
+        # The scheduler's session must not commit here (it guards its HA row locks): use our own.
+        with Session(bind=scheduler_session.get_bind()) as session:
+            existing = set(session.scalars(select(Pool.pool).where(Pool.pool.in_(wanted))))
+            for name in sorted(wanted - existing):
+                description = f"Serialise promotions and rollbacks; created when {dag_run.dag_id} started"
+                session.add(Pool(pool=name, slots=1, description=description, include_deferred=False))
+                try:
+                    session.commit()
+                except IntegrityError:  # another scheduler created it first
+                    session.rollback()
+                    continue
+                log.warning("Created the missing pool %s (1 slot) for %s", name, dag_run.dag_id)
+
+
+class MlopsPlugin(AirflowPlugin):
+    """Listeners of airflow-mlops-provider."""
+
+    name = "airflow_mlops_provider"
+    listeners = [PromotionPoolListener()]

@@ -20,7 +20,6 @@ secrets masker, which hides it in task logs and rendered template fields.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 
@@ -30,7 +29,7 @@ RULE = f"only {PREFIX}* and the names listed in {ALLOW_VAR} are expanded"
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|PRIVATE", re.IGNORECASE)
 
 
-def allowed(name: str, environ: Mapping[str, str] = os.environ) -> bool:
+def allowed(name: str, environ: Mapping[str, str]) -> bool:
     """Whether a pipeline config may expand ``${name}`` in this deployment."""
     return name.startswith(PREFIX) or name in re.split(r"[\s,]+", environ.get(ALLOW_VAR, ""))
 

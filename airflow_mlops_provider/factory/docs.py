@@ -78,8 +78,8 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
         "ones the champion was trained on. Rollback: trigger "
         f"`rollback_{config.name}`.",
         "",
-        "Promotions and rollbacks of one model run in a one-slot pool; create it once: "
-        f"`airflow pools set {_pool(config)} 1 'Serialise promotions of {config.registered_model_name}'`.",
+        f"Promotions and rollbacks of one model run in the one-slot pool `{_pool(config)}`, which the "
+        "provider's scheduler plugin creates when a run starts and it is missing.",
     ]
     return "\n".join(lines)
 
@@ -109,6 +109,6 @@ def rollback_dag(config: PipelineConfig, source: str | None) -> str:
     lines += [
         "",
         "Manual: moves `champion` back to `previous_champion`. Give a reason when triggering.",
-        f"Runs in the one-slot pool `{_pool(config)}` (`airflow pools set {_pool(config)} 1 ...`).",
+        f"Runs in the one-slot pool `{_pool(config)}` (created when missing).",
     ]
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The one-slot promotion pools a folder of pipelines needs, in ``airflow pools import`` format.
 
-Airflow 3 workers and DAG parsing cannot create pools, and a task naming a missing pool is
-never scheduled, so creating them is a deployment step (the compose init job runs it)::
+A task naming a missing pool is never scheduled. The provider's scheduler plugin
+(:mod:`airflow_mlops_provider.plugins`) creates a missing promotion pool when a run starts; a
+deployment can also create them all up front (the compose init job does)::
 
     python -m airflow_mlops_provider.factory.pools dags/pipelines > pools.json
     airflow pools import pools.json

@@ -3,7 +3,8 @@
 Airflow never schedules a task whose pool does not exist (the run waits forever and only the
 scheduler log says why), and in Airflow 3 neither DAG parsing nor workers may write pools. The
 scheduler may: when a run starts, every ``mlops_promote_<model>`` pool its tasks use that is
-missing is created with one slot, inside the scheduler's own transaction. Pools that exist are
+missing is created with one slot, in a session of its own on the scheduler's database (the
+scheduler's session must not commit mid-loop). Pools that exist are
 never changed. Registered through the ``airflow.plugins`` entry point; it needs the provider
 installed where the scheduler runs (the compose init job still imports the pools file).
 """

@@ -208,8 +208,10 @@ def evaluate_challenger_and_champion(
     number, never by alias, so the evaluation names exactly the model it scored.
     """
     from airflow_mlops_provider.core import registry
+    from airflow_mlops_provider.core.paths import check_model_name
     from airflow_mlops_provider.core.snapshot import open_snapshot
 
+    check_model_name(model_name)
     loader = loader or _default_loader()
     snap = open_snapshot(
         snapshot if isinstance(snapshot, str) else snapshot["uri"], dict(storage_options or {})

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops_provider.core import registry
 from airflow_mlops_provider.core.decision_record import DecisionRecord, load_record, record_uri, store_record
 from airflow_mlops_provider.core.gate import GateConfig, decide
+from airflow_mlops_provider.core.paths import check_model_name
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.core.evaluation import Model
@@ -61,10 +62,10 @@ def gate_and_register(
     version, reasons, record URI, the champion the decision was made against and how to
     re-evaluate. Retrying registers nothing new and leaves the aliases as they were.
     """
+    model_name = check_model_name(evaluation["model_name"])
     config = gate if isinstance(gate, GateConfig) else GateConfig.model_validate(dict(gate or {}))
     load = _loader(loader)
     client = settings.client()
-    model_name = evaluation["model_name"]
     run_id = evaluation["challenger"]["run_id"]
     trigger = _trigger(trigger)
     result = decide(dict(evaluation), config)
@@ -365,6 +366,7 @@ def rollback_champion(
     loader: Loader | None = None,
 ) -> dict[str, Any]:
     """Move ``champion`` back to ``previous_champion`` (see :func:`registry.rollback`); returns the record."""
+    check_model_name(model_name)
     load = _loader(loader)
     client = settings.client()
     done = registry.rollback(

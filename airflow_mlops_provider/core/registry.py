@@ -15,7 +15,8 @@ What MLflow does not give us, and how this module makes up for it:
   against, moves the aliases and re-reads them, failing loudly if someone else wrote in between.
 
 Every MLflow call runs inside :func:`_step`, which turns transport and server errors into a
-:class:`RegistryUnavailable` naming the step, the model and the server.
+:class:`RegistryUnavailable` naming the step, the model and the server, and a request MLflow
+refuses (an invalid name, say) into a :class:`RegistryRejected` that retrying cannot fix.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from airflow_mlops_provider.core.paths import UnsafeNameError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,6 +75,17 @@ class RegistryUnavailable(RegistryError):
     """MLflow did not answer or failed; a retry of the same task can complete the work."""
 
 
+class RegistryRejected(RegistryError):
+    """MLflow refused the request itself (an invalid name or value): retrying the task cannot fix it."""
+
+
+# MLflow error codes that say the request, not the server, is at fault.
+_REJECTED_CODES = frozenset(
+    {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED"}
+)
+MAX_REASON = 400
+
+
 class ArtifactVerificationError(RegistryError):
     """A model version's artifacts are missing or do not load; no alias was pointed at it."""
 
@@ -101,7 +115,7 @@ def now_iso() -> str:
 
 @contextmanager
 def _step(what: str, client: MlflowClient) -> Iterator[None]:
-    """Name the step when MLflow fails (server down, 5xx, timeouts): fail clearly, stay retryable."""
+    """Name the step when MLflow fails: a refused request is final, an outage (down, 5xx) retryable."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -109,7 +123,12 @@ def _step(what: str, client: MlflowClient) -> Iterator[None]:
     except RegistryError:
         raise
     except (MlflowException, OSError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
+        reason = _reason(err)
+        if getattr(err, "error_code", "") in _REJECTED_CODES and not _looks_unreachable(err):
+            raise RegistryRejected(
+                f"MLflow at {_display(client)} refused {what}: {reason}. Retrying cannot fix this; "
+                "nothing after this step was changed."
+            ) from err
         raise RegistryUnavailable(
             f"MLflow at {_display(client)} failed while {what}: {reason}. Nothing after this step was "
             "changed; retrying the task completes it."
@@ -167,15 +186,23 @@ def get_version(client: MlflowClient, model_name: str, version: str | int) -> Mo
 
 def find_version_by_source_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
     """The (lowest-numbered) version registered from ``run_id``, found by its source-run tag."""
-    query = f"name = '{_quote(model_name)}' and tag.`{TAG_SOURCE_RUN}` = '{_quote(run_id)}'"
+    query = f"name = {filter_value(model_name)} and tag.`{TAG_SOURCE_RUN}` = {filter_value(run_id)}"
     with _step(f"looking up the version of {model_name!r} registered from run {run_id}", client):
         found = client.search_model_versions(query)
     found = [v for v in found if v.tags.get(TAG_SOURCE_RUN) == run_id]
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
+def filter_value(text: str) -> str:
+    """``text`` as a string literal for an MLflow search filter.
+
+    MLflow strips the outer quotes and takes the rest verbatim (no escape character), so the
+    literal is quoted with whichever quote ``text`` does not contain.
+    """
+    for quote in ("'", '"'):
+        if quote not in text:
+            return f"{quote}{text}{quote}"
+    raise UnsafeNameError(f"{text!r} contains both ' and \", which no MLflow search filter can quote")
 
 
 # --- registering -----------------------------------------------------------------------------------
@@ -207,7 +234,7 @@ def _model_source(client: MlflowClient, run: Any, artifact_path: str) -> tuple[s
     run_id = run.info.run_id
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
-        filter_string=f"name = '{_quote(artifact_path)}' AND source_run_id = '{_quote(run_id)}'",
+        filter_string=f"name = {filter_value(artifact_path)} AND source_run_id = {filter_value(run_id)}",
     )
     if models:
         newest = max(models, key=lambda m: m.creation_timestamp or 0)
@@ -264,7 +291,7 @@ def register_version(
 
 def _drop_duplicates(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
     """Keep the lowest version registered from ``run_id``; delete later copies no alias points at."""
-    query = f"name = '{_quote(model_name)}' and tag.`{TAG_SOURCE_RUN}` = '{_quote(run_id)}'"
+    query = f"name = {filter_value(model_name)} and tag.`{TAG_SOURCE_RUN}` = {filter_value(run_id)}"
     with _step(f"looking up versions of {model_name!r} registered from run {run_id}", client):
         found = sorted(
             (v for v in client.search_model_versions(query) if v.tags.get(TAG_SOURCE_RUN) == run_id),
@@ -328,12 +355,12 @@ def verify_artifacts(client: MlflowClient, model_name: str, version: str, load: 
             with _step(f"downloading the artifacts of {uri}", client):
                 raise
         raise ArtifactVerificationError(
-            f"{uri}: the model's artifacts are missing or unreadable ({_first_line(err)}); "
+            f"{uri}: the model's artifacts are missing or unreadable ({_reason(err)}); "
             "no alias was pointed at it"
         ) from err
     except Exception as err:
         raise ArtifactVerificationError(
-            f"{uri}: the model's artifacts do not load ({_first_line(err)}); no alias was pointed at it"
+            f"{uri}: the model's artifacts do not load ({_reason(err)}); no alias was pointed at it"
         ) from err
 
 
@@ -352,8 +379,27 @@ def _looks_unreachable(err: BaseException) -> bool:
     return False
 
 
+def _reason(err: BaseException) -> str:
+    """The innermost cause first, then the error itself, within :data:`MAX_REASON` characters.
+
+    Outer messages repeat long URLs; the root cause ("Connection refused") is what a reader needs.
+    """
+    chain = [err]
+    while (inner := _inner(chain[-1])) is not None and inner not in chain:
+        chain.append(inner)
+    root = chain[-1]
+    text = _first_line(err)
+    if root is not err:
+        text = f"{type(root).__name__}: {_first_line(root)} (from {text})"
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _inner(err: BaseException) -> BaseException | None:
+    return err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+
+
 def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 # --- aliases -----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_mlops_provider.core.paths import check_model_name
 from airflow_mlops_provider.core.training.hyperparameters import BUILTIN_ENTRY_POINT as DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.core.training.hyperparameters import schema_for
 
@@ -83,6 +84,7 @@ def _uri(value: Any) -> Any:
 
 Uri = Annotated[str, BeforeValidator(_uri)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+ModelName = Annotated[str, AfterValidator(check_model_name)]
 EntryPoint = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 
 
@@ -501,7 +503,7 @@ class PipelineConfig(Strict):
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     artifact_root: Uri
-    model_name: str | None = None
+    model_name: ModelName | None = None
     aws_conn_id: str | None = "aws_default"
     mlflow_conn_id: str = "mlflow_default"
     data: Data

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.entrypoint import (
     DEFAULT_ENTRY_POINT,
@@ -82,6 +83,7 @@ class TrainingJob:
     run_tags: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
+        safe_component(self.pipeline, "pipeline")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
         for name in ("nproc_per_node", "nnodes"):
@@ -244,11 +246,12 @@ class TorchrunLauncher:
     ) -> str:
         from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
 
+        from airflow_mlops_provider.core.registry import filter_value
+
         if self.job.nnodes > 1:
             tags = {**tags, TAG_RDZV_ID: str(self.job.rdzv_id)}
-            found = client.search_runs(
-                [experiment_id], f"tags.`{TAG_RDZV_ID}` = '{self.job.rdzv_id}'", max_results=1
-            )
+            query = f"tags.`{TAG_RDZV_ID}` = {filter_value(str(self.job.rdzv_id))}"
+            found = client.search_runs([experiment_id], query, max_results=1)
             if found:
                 return found[0].info.run_id
         run = client.create_run(experiment_id, tags=tags, run_name=self.job.run_name)

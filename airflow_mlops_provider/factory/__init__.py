@@ -12,8 +12,11 @@ Names are resolved lazily so that importing the config schema does not import th
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+PIPELINE_GLOB = "*.yaml"
 _EXPORTS = {
     "PipelineConfig": "airflow_mlops_provider.factory.config",
     "ConfigError": "airflow_mlops_provider.factory.loader",
@@ -23,7 +26,12 @@ _EXPORTS = {
     "load_dags": "airflow_mlops_provider.factory.dagfile",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "PIPELINE_GLOB", "pipeline_files"])
+
+
+def pipeline_files(folder: str | os.PathLike[str], pattern: str = PIPELINE_GLOB) -> list[Path]:
+    """The pipeline config files of ``folder``, sorted: what both the DAG loader and the pools script read."""
+    return sorted(Path(folder).glob(pattern))
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_parsing_context
 
-from airflow_mlops_provider.factory import env
+from airflow_mlops_provider.factory import PIPELINE_GLOB, env, pipeline_files
 from airflow_mlops_provider.factory.builder import build_pipeline
 from airflow_mlops_provider.factory.plan import load_plan
 
@@ -44,7 +44,7 @@ class BrokenPipelines(DAG):
         )
 
 
-def load_dags(folder: str | os.PathLike[str], pattern: str = "*.yaml") -> dict[str, Any]:
+def load_dags(folder: str | os.PathLike[str], pattern: str = PIPELINE_GLOB) -> dict[str, Any]:
     """Build the DAGs of every config in ``folder``; a dict to merge into the DAG file's globals.
 
     When a worker parses the file to run one task (Airflow's parsing context names the DAG),
@@ -55,7 +55,7 @@ def load_dags(folder: str | os.PathLike[str], pattern: str = "*.yaml") -> dict[s
     dags: dict[str, Any] = {}
     errors: dict[str, str] = {}
     owners: dict[str, Path] = {}
-    for path in sorted(folder.glob(pattern)):
+    for path in pipeline_files(folder, pattern):
         label = _label(path, folder)
         try:
             config = load_plan(path)

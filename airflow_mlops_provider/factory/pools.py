@@ -6,38 +6,53 @@ deployment can also create them all up front (the compose init job does)::
 
     python -m airflow_mlops_provider.factory.pools dags/pipelines > pools.json
     airflow pools import pools.json
+
+It reads the same files as the DAG loader (:func:`~airflow_mlops_provider.factory.pipeline_files`)
+and, like the loader, isolates a broken config: it is named on stderr and the other pipelines
+still get their pools, so one bad YAML file cannot keep the whole deployment down.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from airflow_mlops_provider.factory.loader import load_pipeline
+from airflow_mlops_provider.factory import pipeline_files
+from airflow_mlops_provider.factory.plan import load_plan
 from airflow_mlops_provider.operators.promote import promotion_pool
 
 
-def required_pools(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Pool name -> pool settings for every pipeline config in ``folder``."""
-    pools = {}
-    for path in sorted(Path(folder).glob("*.y*ml")):
-        model = load_pipeline(path).registered_model_name
+def required_pools(folder: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Pool name -> pool settings for every valid pipeline config in ``folder``, and
+    file -> error for each config that could not be read or validated."""
+    pools: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for path in pipeline_files(folder):
+        try:
+            model = load_plan(path).registered_model_name
+        except (OSError, ValueError) as exc:  # ValueError: ConfigError names the file and field
+            errors[str(path)] = str(exc)
+            continue
         pools[promotion_pool(model)] = {
             "slots": 1,
             "description": f"Serialise promotions and rollbacks of {model}",
             "include_deferred": False,
         }
-    return pools
+    return pools, errors
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the pools as JSON; report broken configs on stderr and still exit 0."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m airflow_mlops_provider.factory.pools PIPELINES_FOLDER", file=sys.stderr)
         return 2
-    print(json.dumps(required_pools(args[0]), indent=2, sort_keys=True))
+    pools, errors = required_pools(args[0])
+    for error in errors.values():
+        print(f"skipped, no pool created: {error}", file=sys.stderr)
+    print(json.dumps(pools, indent=2, sort_keys=True))
     return 0
 
 

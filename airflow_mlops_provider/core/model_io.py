@@ -83,20 +83,30 @@ def load_model(model_uri: str, settings: TrackingSettings) -> TabularModel:
 
 
 def load_local_model(path: str | os.PathLike[str], source: str | None = None) -> TabularModel:
-    """Load the tabular model inside a downloaded MLflow model directory."""
+    """Load the tabular model inside a downloaded MLflow model directory, and nothing outside it."""
     root = Path(path)
     mlmodel = root / "MLmodel"
     where = source or str(root)
     if not mlmodel.exists():
         raise TabularModelError(f"{where} is not an MLflow model (no MLmodel file)")
-    meta = yaml.safe_load(mlmodel.read_text())
+    try:
+        meta = yaml.safe_load(mlmodel.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise TabularModelError(f"{mlmodel} of {where} is damaged or unreadable: {err}") from err
     flavor = meta.get("flavors", {}).get("python_function", {}) if isinstance(meta, dict) else {}
-    relative = (flavor.get("artifacts") or {}).get(TABULAR_ARTIFACT, {}).get("path")
-    if not relative:
+    artifact = (flavor.get("artifacts") or {}).get(TABULAR_ARTIFACT) if isinstance(flavor, dict) else None
+    relative = artifact.get("path") if isinstance(artifact, dict) else None
+    if not relative or not isinstance(relative, str):
         raise TabularModelError(
             f"{where} is not a tabular model from this provider (no '{TABULAR_ARTIFACT}')"
         )
-    return TabularModel.load(root / relative)
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise TabularModelError(
+            f"{where}: the '{TABULAR_ARTIFACT}' artifact path {relative!r} in {mlmodel} lies outside "
+            "the model's folder"
+        )
+    return TabularModel.load(target)
 
 
 def _requirements() -> list[str]:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -324,17 +325,26 @@ class TabularModel:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> TabularModel:
-        """Read a model written by :meth:`save` (JSON + safetensors; no unpickling)."""
+        """Read a model written by :meth:`save` (JSON + safetensors; no unpickling).
+
+        A missing, truncated or inconsistent file raises :class:`TabularModelError` naming it.
+        """
         path = Path(directory)
+        config = path / CONFIG_FILE
         try:
-            spec = TabularSpec.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+            spec = TabularSpec.from_dict(json.loads(config.read_text()))
         except FileNotFoundError as err:
             raise TabularModelError(f"No {CONFIG_FILE} in {path}: not a tabular model directory") from err
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise TabularModelError(f"{config} is damaged or unreadable: {err!r}") from err
         model = cls(spec)
         weights = path / WEIGHTS_FILE
         if not weights.exists():
             raise TabularModelError(f"No {WEIGHTS_FILE} in {path}")
-        model.network.load_state_dict(load_file(str(weights)))
+        try:
+            model.network.load_state_dict(load_file(str(weights)))
+        except (SafetensorError, OSError, RuntimeError) as err:
+            raise TabularModelError(f"{weights} is damaged or unreadable: {err}") from err
         model.network.eval()
         return model
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 ARTIFACT_DIR = "decision_record"
 STATUSES = ("rejected", "awaiting_approval", "approved", "promoted", "already_champion", "superseded")
+_MARKDOWN_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
 
 
 @dataclass
@@ -80,7 +81,7 @@ class DecisionRecord:
             f"## {self.model_name} v{self.version}: **{self.verdict.upper()}** "
             f"({self.status.replace('_', ' ')})",
             "",
-            f"- Trigger: {_trigger_text(self.trigger)}",
+            f"- Trigger: {markdown_text(_trigger_text(self.trigger))}",
             f"- Challenger run: `{self.source_run_id}`",
             f"- Champion at evaluation: {_champion_text(champ)}",
             f"- Evaluated on: `{_short(self.evaluation_snapshot.get('sha256'))}` split "
@@ -185,6 +186,15 @@ def _opt(version: Any) -> str:
 
 def _short(sha: Any) -> str:
     return str(sha)[:12] if sha else "unknown"
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown: every ASCII punctuation mark backslash-escaped, newlines as spaces.
+
+    For text others control (asset-event ``extra`` from REST callers and SQS messages), so it
+    can plant no link, image, HTML or emphasis in the approval form.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\g<0>", " ".join(text.splitlines()))
 
 
 def _trigger_text(trigger: dict[str, Any]) -> str:

@@ -100,3 +100,17 @@ def test_record_location_is_per_model_and_safe():
     url = record_page_url("http://mlflow:5000/", "3", "abc", "churn")
     assert url == "http://mlflow:5000/#/experiments/3/runs/abc/artifacts/decision_record/churn/decision.html"
     assert record_page_url(None, "3", "abc", "churn") is None
+
+
+def test_asset_event_extra_cannot_plant_markdown_in_the_approval_form():
+    """Event ``extra`` comes from REST callers and SQS messages: shown as text, never as links or HTML."""
+    from markdown_it import MarkdownIt
+
+    planted = "[approve here](https://evil.example) <img src=x onerror=alert(1)> **urgent** `x`"
+    record = make_record(trigger={"cause": "new_data", "events": [{"extra": {"note": planted}}]})
+    text = record.to_markdown()
+    rendered = MarkdownIt("commonmark").render(text)
+    assert "<a " not in rendered and "<img" not in rendered and "<strong>urgent" not in rendered
+    assert "[approve here](https://evil.example)" in rendered  # the caller's text survives, inert
+    own = MarkdownIt("commonmark").render(make_record().to_markdown())
+    assert rendered.count("<strong>") == own.count("<strong>") > 0  # the record's own emphasis renders

@@ -1,8 +1,9 @@
 """Faults production brings, injected into a live Airflow (LocalExecutor, PostgreSQL) mid-run.
 
-Each scenario checks: the task failed or retried with a clear message, nothing was left
-half-written (no snapshot without manifest, no alias on a version whose artifacts cannot be
-loaded, no torchrun/worker process left in the process table), and the run recovers.
+Each scenario checks: the task failed or retried (with a clear message wherever the message
+does not depend on timing), nothing was left half-written (no snapshot without manifest, no
+alias on a version whose artifacts cannot be loaded, no torchrun/worker process left in the
+process table), and the run recovers.
 
 The module runs its own deployment: two of its pipelines talk to an MLflow server and a moto
 server that the tests stop and start (connections ``mlflow_faulty`` and ``aws_faulty``).
@@ -18,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import mlflow
@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_KEY = "cancer/train/batch-000.csv"
+STOPPED = "TrainingError: Training was stopped (the task was killed)"
 
 CONFIG = """
 name: {name}
@@ -155,10 +156,12 @@ def faults(session_dir: Path, mlflow_server: str, moto_endpoint: str) -> Iterato
             "AIRFLOW_CONN_AWS_DEFAULT": aws_default,
             "AIRFLOW_CONN_MLFLOW_FAULTY": mlflow_faulty,
             "AIRFLOW_CONN_AWS_FAULTY": aws_faulty,
-            # A task whose supervisor died with the scheduler is noticed in seconds, not minutes.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            # A task whose supervisor died with the scheduler is noticed within a minute, not five.
+            # Not sooner: on a loaded machine a busy scheduler misses several 5 s heartbeats, and
+            # with a 10 s threshold it declared itself dead and reset its own running tasks.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "60",
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
         }
         with (
@@ -219,8 +222,17 @@ def _assert_clean(faults: Faults, pipeline: str, tracking_uri: str) -> None:
     assert left == [], describe(left)
 
 
-def _champion(tracking_uri: str, pipeline: str) -> Any:
-    return mlflow.MlflowClient(tracking_uri).get_model_version_by_alias(f"{pipeline}_model", "champion")
+def _assert_champion(tracking_uri: str, pipeline: str) -> None:
+    """The pipeline's model has a champion, registered from a training run that finished."""
+    client = mlflow.MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias(f"{pipeline}_model", "champion")
+    assert champion.tags["mlops.pipeline"] == pipeline, champion.tags
+    assert client.get_run(champion.run_id).info.status == "FINISHED", champion.run_id
+
+
+def _tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> int:
+    """How many attempts the task instance has made."""
+    return stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")["try_number"]
 
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -230,13 +242,14 @@ def test_scheduler_restarted_during_training_the_run_still_completes(faults, mlf
     _wait("a training worker", lambda: workers(stack.home, dag_id), stack, 300)
     stack.restart("scheduler")
     finished = stack.wait_for_run(dag_id, run_id, timeout_s=420)
-    states = stack.task_states(dag_id, run_id)
-    assert finished["state"] == "success", (states, task_log(stack.home, dag_id, run_id, "train")[-3000:])
-    # The LocalExecutor's task processes are the scheduler's children: the restart stopped the
-    # running attempt, which said so and stopped torchrun; a later attempt trained to the end.
-    errors = task_errors(stack.home, dag_id, run_id, "train")
-    assert errors and all("Training was stopped (the task was killed)" in e for e in errors), errors
-    assert _champion(mlflow_server, "f_sched").tags["mlops.pipeline"] == "f_sched"
+    log = task_log(stack.home, dag_id, run_id, "train")
+    assert finished["state"] == "success", (stack.task_states(dag_id, run_id), log[-3000:])
+    # The LocalExecutor's task processes are the scheduler's children: the restart ended the
+    # running attempt and a later one trained to the end. How the ended attempt's log shows it
+    # depends on timing (a "Training was stopped" error, or nothing when its supervisor died
+    # first), so the outcome is checked: another attempt, a finished champion, no process left.
+    assert _tries(stack, dag_id, run_id, "train") >= 2, log[-3000:]
+    _assert_champion(mlflow_server, "f_sched")
     _assert_clean(faults, "f_sched", mlflow_server)
 
 
@@ -250,11 +263,11 @@ def test_mlflow_stopped_during_promotion_fails_clearly_and_a_retry_promotes(faul
         states = stack.task_states(dag_id, run_id)
         assert finished["state"] == "failed"
         assert states["gate"] == "failed" and states["promote"] == "upstream_failed", states
-        errors = task_errors(stack.home, dag_id, run_id, "gate")
-        assert len(errors) == 1, errors
-        assert errors[0].startswith(f"RegistryUnavailable: MLflow at {server.url} failed"), errors
-        assert "Failed to establish a new connection" in errors[0], errors
-        assert "Nothing after this step was changed" in errors[0], errors
+        # The last attempt's error (on a loaded machine an attempt may have been reset before it).
+        error = task_errors(stack.home, dag_id, run_id, "gate")[-1]
+        assert error.startswith(f"RegistryUnavailable: MLflow at {server.url} failed"), error
+        assert "Failed to establish a new connection" in error, error
+        assert "Nothing after this step was changed" in error, error
     finally:
         server.start()
     # Nothing moved while the server was down: no alias, or none on an unloadable version.
@@ -262,7 +275,7 @@ def test_mlflow_stopped_during_promotion_fails_clearly_and_a_retry_promotes(faul
     _clear_failed(stack, dag_id, run_id)
     finished = stack.wait_for_run(dag_id, run_id, timeout_s=300)
     assert finished["state"] == "success", stack.task_states(dag_id, run_id)
-    assert _champion(server.url, "f_mlflow").tags["mlops.pipeline"] == "f_mlflow"
+    _assert_champion(server.url, "f_mlflow")
     _assert_clean(faults, "f_mlflow", server.url)
 
 
@@ -277,8 +290,8 @@ def test_s3_stopped_during_ingestion_fails_naming_the_endpoint_and_the_next_run_
         finished = stack.wait_for_run(dag_id, run_id, timeout_s=300)
         states = stack.task_states(dag_id, run_id)
         assert finished["state"] == "failed" and states["ingest"] == "failed", states
-        errors = task_errors(stack.home, dag_id, run_id, "ingest")
-        assert len(errors) == 1 and "Cannot reach storage" in errors[0] and moto.url in errors[0], errors
+        error = task_errors(stack.home, dag_id, run_id, "ingest")[-1]
+        assert "Cannot reach storage" in error and moto.url in error, error
         assert half_written_snapshots(faults.artifacts, "f_s3") == []
     finally:
         moto.start()
@@ -301,7 +314,7 @@ def test_training_worker_killed_torchrun_restarts_it_and_training_resumes(faults
     log = task_log(stack.home, dag_id, run_id, "train")
     assert finished["state"] == "success", (stack.task_states(dag_id, run_id), log[-3000:])
     assert "resuming after epoch" in log, log[-3000:]
-    assert _champion(mlflow_server, "f_worker").tags["mlops.pipeline"] == "f_worker"
+    _assert_champion(mlflow_server, "f_worker")
     _assert_clean(faults, "f_worker", mlflow_server)
 
 
@@ -323,13 +336,18 @@ def test_task_marked_failed_over_rest_leaves_no_torchrun_worker_and_the_next_run
     assert left == [], describe(left)
     assert not [p for p in seen if alive(p)], describe(seen)
     finished = stack.wait_for_run(dag_id, run_id, timeout_s=120)
-    assert finished["state"] == "failed"
-    errors = task_errors(stack.home, dag_id, run_id, "train")
-    stopped = "TrainingError: Training was stopped (the task was killed); torchrun exited with code 1"
+    states = stack.task_states(dag_id, run_id)
+    assert finished["state"] == "failed" and states["train"] == "failed", states
+    # The supervisor learns of the new state from its heartbeat and says so before it stops the
+    # task. Whether the operator's own error follows depends on timing (SIGKILL may come first),
+    # and torchrun's exit code varies; any other error would be a bug.
     log = task_log(stack.home, dag_id, run_id, "train")
-    assert errors == [stopped] or (not errors and "Task killed" in log), (errors, log[-3000:])
+    assert "shouldn't be running anymore" in log, log[-3000:]
+    errors = task_errors(stack.home, dag_id, run_id, "train")
+    assert all(e.startswith(STOPPED) for e in errors), errors
     print(f"torchrun and workers gone {gone_s:.1f}s after the REST call")
     _clear_failed(stack, dag_id, run_id)
     finished = stack.wait_for_run(dag_id, run_id, timeout_s=420)
     assert finished["state"] == "success", stack.task_states(dag_id, run_id)
+    _assert_champion(mlflow_server, "f_kill")
     _assert_clean(faults, "f_kill", mlflow_server)

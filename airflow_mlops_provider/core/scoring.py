@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from airflow_mlops_provider.core.paths import check_model_name, safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotWriter, open_snapshot
 from airflow_mlops_provider.core.storage import Location
 
@@ -85,10 +86,14 @@ def score_snapshot(
 ) -> dict[str, Any]:
     """Score one split of ``snapshot`` with ``model_name@alias``, batch by batch.
 
-    Returns ``{"predictions": <snapshot ref dict>, "model_version", "model_uri"}``.
+    Returns ``{"predictions": <snapshot ref dict>, "model_version", "model_uri"}``. A pipeline or
+    model name that would escape the artifact root or that MLflow cannot hold raises
+    :class:`~airflow_mlops_provider.core.paths.UnsafeNameError` before anything is read.
     """
     from airflow_mlops_provider.core.model_io import load_model
 
+    safe_component(pipeline, "pipeline")
+    check_model_name(model_name)
     options = dict(storage_options or {})
     uri = snapshot if isinstance(snapshot, str) else snapshot["uri"]
     source = open_snapshot(uri, options)

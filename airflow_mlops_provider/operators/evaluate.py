@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,20 +65,25 @@ class EvaluateOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
+        from airflow_mlops_provider.core.paths import UnsafeNameError
+        from airflow_mlops_provider.core.registry import RegistryRejected
         from airflow_mlops_provider.hooks.mlflow import MlflowHook
         from airflow_mlops_provider.operators.storage import storage_options
 
         uri = self.snapshot if isinstance(self.snapshot, str) else self.snapshot["uri"]
-        result = evaluate_challenger_and_champion(
-            challenger=self.challenger,
-            snapshot=self.snapshot,
-            split=self.split,
-            model_name=self.model_name,
-            settings=MlflowHook(self.mlflow_conn_id).settings,
-            metrics=list(self.metrics) if self.metrics else None,
-            slices=list(self.slices or ()),
-            storage_options=storage_options(uri, self.aws_conn_id),
-        )
+        try:
+            result = evaluate_challenger_and_champion(
+                challenger=self.challenger,
+                snapshot=self.snapshot,
+                split=self.split,
+                model_name=self.model_name,
+                settings=MlflowHook(self.mlflow_conn_id).settings,
+                metrics=list(self.metrics) if self.metrics else None,
+                slices=list(self.slices or ()),
+                storage_options=storage_options(uri, self.aws_conn_id),
+            )
+        except (UnsafeNameError, RegistryRejected) as err:  # retrying cannot fix either
+            raise AirflowFailException(str(err)) from err
         champion = result["champion"]
         self.log.info(
             "Challenger %s: %s; champion %s: %s",

@@ -130,7 +130,9 @@ class GateOperator(BaseOperator, SkipMixin):
         self.on_fail = _check_on_fail(on_fail)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops_provider.core.paths import UnsafeNameError
         from airflow_mlops_provider.core.promotion import gate_and_register
+        from airflow_mlops_provider.core.registry import RegistryRejected
         from airflow_mlops_provider.hooks.mlflow import MlflowHook
 
         if self.model_name and self.evaluation.get("model_name") != self.model_name:
@@ -147,6 +149,8 @@ class GateOperator(BaseOperator, SkipMixin):
                 trigger=self.trigger if isinstance(self.trigger, Mapping) else None,
                 validation=self.validation if isinstance(self.validation, Mapping) else None,
             )
+        except (UnsafeNameError, RegistryRejected) as err:  # retrying cannot fix either
+            raise AirflowFailException(str(err)) from err
         except ValueError as err:  # a gate config that names unknown metrics: retrying will not help
             raise AirflowFailException(f"gate config: {err}") from err
         name, version = decision["model_name"], decision["version"]
@@ -225,6 +229,7 @@ class PromoteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops_provider.core.promotion import PromotionRefused, promote
+        from airflow_mlops_provider.core.registry import RegistryRejected
         from airflow_mlops_provider.hooks.mlflow import MlflowHook
         from airflow_mlops_provider.operators.storage import storage_options
 
@@ -239,7 +244,7 @@ class PromoteOperator(BaseOperator):
                 approval=approval,
                 storage_options=storage_options(snapshot_uri, self.aws_conn_id),
             )
-        except PromotionRefused as err:
+        except (PromotionRefused, RegistryRejected) as err:
             raise AirflowFailException(str(err)) from err
         _links(context, settings, result["model_name"], result["version"], decision.get("source_run_id"))
         if not result["promoted"]:

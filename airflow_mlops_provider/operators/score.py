@@ -64,6 +64,7 @@ class BatchScoreOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops_provider.core.paths import UnsafeNameError
         from airflow_mlops_provider.core.scoring import ScoringError, score_snapshot
         from airflow_mlops_provider.core.snapshot import SnapshotError
         from airflow_mlops_provider.hooks.mlflow import MlflowHook
@@ -82,7 +83,7 @@ class BatchScoreOperator(BaseOperator):
                 pipeline=self.pipeline,
                 storage_options=storage_options(self.artifact_root, self.aws_conn_id),
             )
-        except (ScoringError, SnapshotError) as err:
+        except (ScoringError, SnapshotError, UnsafeNameError) as err:
             raise AirflowFailException(str(err)) from err
         self.log.info(
             "Scored %s rows with %s version %s into %s",

@@ -31,6 +31,7 @@ from airflow_mlops_provider.core.drift.reference import (
     store_location,
 )
 from airflow_mlops_provider.core.drift.report import render_html
+from airflow_mlops_provider.core.paths import check_model_name, ensure_within, safe_component
 from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotRef, open_snapshot
 from airflow_mlops_provider.core.storage import Location
 
@@ -123,7 +124,16 @@ def run_drift_check(
     settings: TrackingSettings | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> DriftCheck:
-    """Compare ``current`` with ``reference`` (default: the champion's training snapshot)."""
+    """Compare ``current`` with ``reference`` (default: the champion's training snapshot).
+
+    The champion's snapshot comes from a registry tag, which anyone who can reach MLflow may
+    edit; it must lie under ``artifact_root``, since reference statistics are stored beside it.
+    Unsafe names and such a reference raise :class:`~airflow_mlops_provider.core.paths.UnsafeNameError`
+    before anything is read or written.
+    """
+    safe_component(pipeline, "pipeline")
+    if model_name:
+        check_model_name(model_name)
     cfg = parse_config(dict(config) if isinstance(config, Mapping) else config)
     options = dict(storage_options or {})
     champion = None
@@ -137,7 +147,11 @@ def run_drift_check(
                 f"Champion version {champion.version} of {champion.model_name!r} has no "
                 f"{SNAPSHOT_TAG!r} tag, so its training data is unknown: pass reference= explicitly"
             )
-        reference = champion.snapshot_uri
+        reference = ensure_within(
+            artifact_root,
+            champion.snapshot_uri,
+            f"reference snapshot (tag {SNAPSHOT_TAG!r}) of {champion.model_name!r} v{champion.version}",
+        )
     timings: dict[str, float] = {}
     ref_snap = open_snapshot(_uri(reference), options)
     cur_snap = open_snapshot(_uri(current), options)

@@ -387,10 +387,13 @@ def _reason(err: BaseException) -> str:
     chain = [err]
     while (inner := _inner(chain[-1])) is not None and inner not in chain:
         chain.append(inner)
+    from airflow_mlops_provider.core.tracking import strip_userinfo
+
     root = chain[-1]
     text = _first_line(err)
     if root is not err:
         text = f"{type(root).__name__}: {_first_line(root)} (from {text})"
+    text = strip_userinfo(text)  # MLflow quotes request URLs, user:password@ included
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 

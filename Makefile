@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean compose-env stack
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script --quick || exit 1; done
+
+# The compose stack: .env with random secrets (first run; never overwritten), then the stack
+# with example data and new-data events (the `seed` profile).
+compose-env:
+	python3 scripts/compose_env.py
+
+stack: compose-env
+	docker compose --profile seed up -d --build
 
 clean:
 	rm -rf $(VENV) .demo

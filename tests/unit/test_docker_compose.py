@@ -3,21 +3,59 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|_KEY|TOKEN)$")
+REQUIRED = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}$")  # the whole value is ${NAME:?message}
+AIRFLOW_IMAGE = "airflow-mlops-provider/airflow:0.1.0"
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME:-default}`` / ``${NAME:?error}`` interpolation (``$$`` left as it is)."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, kind, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        assert kind != "?", f"{name} is required: {arg}"
+        return arg if kind == "-" else ""
+
+    return REFERENCE.sub(sub, value)
+
+
+def _published(compose: dict, service: str) -> set[str]:
+    """``host:container`` of each port a service publishes, without the host IP."""
+    return {_interpolate(port, {}).split(":", 1)[1] for port in compose["services"][service].get("ports", [])}
+
+
+def _airflow_services(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if s.get("image") == AIRFLOW_IMAGE}
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string in a parsed YAML tree (keys included)."""
+    if isinstance(node, dict):
+        return [text for key, value in node.items() for text in (*_strings(key), *_strings(value))]
+    if isinstance(node, list):
+        return [text for item in node for text in _strings(item)]
+    return [node] if isinstance(node, str) else []
 
 
 def _pinned(package: str) -> str:
@@ -62,18 +100,20 @@ def test_connections_point_at_services_of_the_stack(compose):
     assert mlflow_conn["conn_type"] == "mlflow" and mlflow_conn["host"] == "http://mlflow:5000"
     assert aws_conn["extra"]["endpoint_url"] == "http://minio:9000"
     assert "--port 5000" in compose["services"]["mlflow"]["command"]
-    assert "9000:9000" in compose["services"]["minio"]["ports"]
+    assert _published(compose, "minio") == {"9000:9000", "9001:9001"}
     api_url = env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
     assert api_url.startswith("http://airflow-api-server:8080/")
-    assert "8080:8080" in compose["services"]["airflow-api-server"]["ports"]
+    assert _published(compose, "airflow-api-server") == {"8080:8080"}
     bucket = env["MLOPS_ARTIFACT_ROOT"].split("/")[2]
     assert f"local/{bucket}" in compose["services"]["minio-init"]["entrypoint"]
 
 
 def test_mlflow_database_is_created_for_the_backend_store(compose):
-    init_sql = (REPO / "docker/postgres-init.sql").read_text()
-    assert "CREATE DATABASE mlflow" in init_sql
-    assert "@postgres/mlflow" in compose["services"]["mlflow"]["command"]
+    init_script = (REPO / "docker/postgres-init.sh").read_text()
+    assert "CREATE DATABASE mlflow" in init_script
+    assert "PASSWORD :'mlflow_password'" in init_script  # from .env via a psql variable
+    assert "docker/postgres-init.sh" in " ".join(compose["services"]["postgres"]["volumes"])
+    assert "@postgres/mlflow" in compose["services"]["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
 
 
 def test_every_boto3_client_in_the_stack_sends_checksums_only_when_required(compose):
@@ -88,3 +128,127 @@ def test_the_init_job_creates_the_promotion_pools(compose):
     assert "airflow db migrate" in command
     assert "python -m airflow_mlops_provider.factory.pools /opt/airflow/dags/pipelines" in command
     assert "airflow pools import" in command
+
+
+def test_api_server_and_mlflow_have_healthchecks(compose):
+    from airflow.api_fastapi.core_api.routes.public import public_router
+
+    api = compose["services"]["airflow-api-server"]["healthcheck"]["test"]
+    assert api[:2] == ["CMD", "curl"] and "--fail" in api
+    path = api[-1].removeprefix("http://localhost:8080")
+    assert path in {route.path for route in public_router.routes}, path
+    mlflow = " ".join(compose["services"]["mlflow"]["healthcheck"]["test"])
+    assert "http://localhost:5000/health" in mlflow  # the route MLflow's auth app leaves open
+    assert "localhost:5000" in compose["services"]["mlflow"]["command"]  # --allowed-hosts
+
+
+def test_services_wait_for_what_they_use(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            condition = rule["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} waits for {dependency}'s health"
+            elif condition == "service_completed_successfully":
+                assert services[dependency].get("restart") in (None, "no"), f"{dependency} is a one-shot job"
+    for name in set(_airflow_services(compose)) - {"airflow-init", "seed"}:
+        needs = services[name]["depends_on"]
+        assert needs["airflow-init"]["condition"] == "service_completed_successfully", name
+        assert needs["postgres"]["condition"] == "service_healthy", name
+    # The scheduler's task processes call the execution API, MLflow and MinIO.
+    scheduler = services["airflow-scheduler"]["depends_on"]
+    for dependency in ("airflow-api-server", "mlflow", "minio"):
+        assert scheduler[dependency]["condition"] == "service_healthy", dependency
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_ports_listen_on_localhost_unless_the_user_opts_out(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert _interpolate(port, {}).count(":") == 2, f"{name}: {port} has no host IP"
+            assert _interpolate(port, {}).startswith("127.0.0.1:"), f"{name}: {port}"
+            assert _interpolate(port, {"MLOPS_BIND": "0.0.0.0"}).startswith("0.0.0.0:"), f"{name}: {port}"
+
+
+def test_no_secret_is_written_in_the_compose_files(compose):
+    for name, service in compose["services"].items():
+        for variable, value in service.get("environment", {}).items():
+            if SECRET_NAME.search(variable):
+                assert REQUIRED.match(str(value)), f"{name}: {variable} must be ${{NAME:?...}} from .env"
+            if variable.startswith("AIRFLOW_CONN_"):
+                conn = json.loads(value)
+                assert REQUIRED.match(conn.get("password", "${X:?}")), f"{name}: {variable} password"
+    for text in _strings(compose):
+        for user_info in re.findall(r"://([^/@\s]+)@", text):
+            assert REQUIRED.match(user_info.split(":", 1)[1]), f"literal password in {text}"
+    assert not re.search(r"PASSWORD\s+'", (REPO / "docker/postgres-init.sh").read_text())
+    assert "admin_password" not in (REPO / "docker/mlflow-basic-auth.ini").read_text()
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def test_every_airflow_service_shares_the_logs_volume(compose):
+    assert "airflow-logs" in compose["volumes"]
+    for name, service in _airflow_services(compose).items():
+        assert "airflow-logs:/opt/airflow/logs" in service["volumes"], name
+
+
+def test_mlflow_requires_a_login_and_the_airflow_connection_carries_it(compose):
+    import configparser
+    from importlib.metadata import entry_points, requires
+
+    from mlflow import environment_variables
+
+    mlflow = compose["services"]["mlflow"]
+    assert "--app-name basic-auth" in mlflow["command"]
+    assert "basic-auth" in {e.name for e in entry_points(group="mlflow.app")}
+    env = mlflow["environment"]
+    for variable in ("MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        assert getattr(environment_variables, variable).name in env, variable
+    conn = json.loads(compose["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    assert conn["login"] == env["MLFLOW_AUTH_ADMIN_USERNAME"]
+    assert conn["password"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    # The mounted config: the user store lies on the mlflow-auth volume, so users survive restarts.
+    mounts = {target: source for source, target, *_ in (v.split(":") for v in mlflow["volumes"])}
+    config = configparser.ConfigParser()
+    config.read(REPO / mounts[env["MLFLOW_AUTH_CONFIG_PATH"]])
+    store = Path(config["mlflow"]["database_uri"].removeprefix("sqlite:///"))
+    assert mounts[str(store.parent)] == "mlflow-auth"
+    # The auth app needs what MLflow's `auth` extra adds; the image installs it.
+    requirement = next(r for r in requires("mlflow") if 'extra == "auth"' in r)
+    package = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+    assert f'"{package}==' in (REPO / "docker/mlflow.Dockerfile").read_text()
+
+
+def test_generated_env_holds_every_variable_the_compose_file_requires(tmp_path):
+    required = {m.group(1) for m in REFERENCE.finditer(COMPOSE.read_text()) if m.group(2) == "?"}
+    env_file = tmp_path / ".env"
+    script = REPO / "scripts" / "compose_env.py"
+    subprocess.run([sys.executable, script, env_file], check=True, capture_output=True)
+    values = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if not line.startswith("#")
+    )
+    assert required <= set(values), required - set(values)
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    secrets = [value for name, value in values.items() if SECRET_NAME.search(name)]
+    assert len(set(secrets)) == len(secrets) and all(len(s) >= 32 for s in secrets)
+    from cryptography.fernet import Fernet
+
+    Fernet(values["AIRFLOW_FERNET_KEY"])
+    # Never overwritten: a second run keeps every value; a variable removed is added back alone.
+    kept = env_file.read_text().replace(f"POSTGRES_PASSWORD={values['POSTGRES_PASSWORD']}\n", "")
+    env_file.write_text(kept)
+    subprocess.run([sys.executable, script, env_file], check=True, capture_output=True)
+    again = env_file.read_text()
+    assert again.startswith(kept) and again.count("POSTGRES_PASSWORD=") == 1
+    compose_env = os.environ | dict(line.split("=", 1) for line in again.splitlines() if "=" in line)
+    assert "${" not in _interpolate(COMPOSE.read_text(), compose_env)
+
+
+def test_the_seed_profile_starts_the_loop_once_the_stack_is_up(compose):
+    seed = compose["services"]["seed"]
+    assert seed["profiles"] == ["seed"] and seed["restart"] == "no"
+    script = seed["command"][-1]
+    assert f"scripts/seed_stack.py {script}" in (REPO / "docker/airflow.Dockerfile").read_text()
+    assert seed["depends_on"]["airflow-api-server"]["condition"] == "service_healthy"
+    assert seed["environment"]["AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
+    assert "docker compose --profile seed up" in (REPO / "Makefile").read_text()

@@ -81,8 +81,12 @@ class TrackingSettings:
         return env
 
     def apply(self) -> None:
-        """Export the settings into this process (MLflow clients read credentials from the environment)."""
-        for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        """Export the settings into this process (MLflow clients read credentials from the environment).
+
+        Every variable :meth:`env` may set is cleared first, so nothing of earlier settings (a
+        registry URI, a token) is left behind for these settings or for subprocesses to inherit.
+        """
+        for name in _EXPORTED:
             os.environ.pop(name, None)
         os.environ.update(self.env())
 
@@ -137,6 +141,16 @@ def initialise_sqlite_store(uri: str | None) -> None:
     _INITIALISED_SQLITE.add(path)
 
 
+_EXPORTED = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+)
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#'\"<>]*@")
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from typing import Any
 
 import pytest
 
+from airflow_mlops_provider.core import tracking
 from airflow_mlops_provider.core.tracking import (
     TrackingSettings,
     check_reachable,
@@ -85,3 +87,15 @@ def test_five_pipelines_first_use_of_a_fresh_sqlite_store_at_once(tmp_path, monk
     assert {i: error for i, error in outcomes.items() if error} == {}
     client = TrackingSettings(uri).client()
     assert len(client.search_registered_models()) == PIPELINES
+
+
+def test_applying_settings_leaves_nothing_of_earlier_settings_behind(tmp_path, monkeypatch):
+    for name in tracking._EXPORTED:  # restored after the test
+        monkeypatch.delenv(name, raising=False)
+    TrackingSettings(
+        "http://127.0.0.1:9", registry_uri="postgresql://db/registry", token="t", insecure_tls=True
+    ).apply()
+    TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db").apply()
+    leftovers = ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS")
+    assert {name: os.environ[name] for name in leftovers if name in os.environ} == {}
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/mlflow.db"

@@ -16,6 +16,9 @@ table, bundled with scikit-learn, nothing downloaded):
 Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
 wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
 after consuming the pending events the way the scheduler does (``factory.local``).
+
+A successful loop prints no error line: the demo runs in a child process whose output it
+echoes, and fails when a run that otherwise succeeded printed one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +39,10 @@ DEMO = Path(os.environ.get("MLOPS_DEMO_DIR") or REPO / ".demo").resolve()
 PIPELINE = "cancer"
 NEW_DATA = f"mlops.{PIPELINE}.new_data"
 DRIFT = f"mlops.{PIPELINE}.drift"
+# Set in the child process that runs the loop (see ``watch``).
+CHILD = "MLOPS_DEMO_CHILD"
+# An error or critical record as Airflow's structlog and Python's logging print it.
+ERROR_LINE = re.compile(r"\[(error|critical)\s*\]| (ERROR|CRITICAL) ")
 
 
 def embedded_environment() -> dict[str, str]:
@@ -61,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep .demo/ from an earlier run")
     parser.add_argument("--verbose", action="store_true", help="show the task logs")
     args = parser.parse_args(argv)
+    if os.environ.get(CHILD) != "1":
+        return watch(
+            [sys.executable, str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)]
+        )
     if not args.keep:
         shutil.rmtree(DEMO, ignore_errors=True)
     (DEMO / "airflow").mkdir(parents=True, exist_ok=True)
@@ -76,6 +88,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nDEMO FAILED: {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def watch(command: list[str]) -> int:
+    """Run the demo ``command`` in a child process, echo its output, and fail on an error line.
+
+    Airflow, MLflow and the tasks log through handlers of their own, so the child's merged
+    output is the one place every line passes.
+    """
+    env = {**os.environ, CHILD: "1", "PYTHONUNBUFFERED": "1"}
+    errors: list[str] = []
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace"
+    ) as child:
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if ERROR_LINE.search(line):
+                errors.append(line.rstrip())
+    if child.returncode == 0 and errors:
+        shown = "\n  ".join(_short(e) for e in errors)
+        print(
+            f"\nDEMO FAILED: the loop succeeded but printed {len(errors)} error line(s):\n  {shown}",
+            file=sys.stderr,
+        )
+        return 1
+    return child.returncode
 
 
 class StepFailed(RuntimeError):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops_provider.links.mlflow import MlflowRunLink, run_url
 
@@ -154,6 +155,10 @@ class TorchrunTrainOperator(BaseOperator):
                 "airflow.map_index": str(map_index),
             },
         )
+        try:
+            job.validate()
+        except ValueError as err:  # a bad name or option: retrying cannot fix it
+            raise AirflowFailException(str(err)) from err
         hook = MlflowHook(self.mlflow_conn_id)
         self._launcher = TorchrunLauncher(
             job, hook.settings, storage_options(self.artifact_root, self.aws_conn_id), log=self.log.info
@@ -186,7 +191,10 @@ class SelectBestRunOperator(BaseOperator):
         self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
-        best = select_best(self.results, self.metric, self.mode)
+        # A mapped task's output arrives as a lazy sequence: a slice reads it in one request, where
+        # iterating asks for the item past the end and Airflow logs that miss as "XCom not found".
+        results = self.results[:] if isinstance(self.results, Sequence) else self.results
+        best = select_best(results, self.metric, self.mode)
         self.log.info("Best run %s with %s=%s", best["run_id"], self.metric, best["metrics"][self.metric])
         MlflowRunLink.persist(context, best.get("run_url"))
         return best

@@ -45,4 +45,4 @@ def test_a_name_mlflow_refuses_fails_for_good_not_as_an_outage(mlflow_server):
 
 def test_a_value_no_filter_can_quote_is_refused_by_name():
     with pytest.raises(ValueError, match="both ' and \""):
-        registry.filter_value("it's \"both\"")
+        registry.filter_value('it\'s "both"')

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,6 +58,48 @@ class SnapshotRef:
         return cls(
             uri=data["uri"], sha256=data["sha256"], rows=int(data["rows"]), splits=dict(data["splits"])
         )
+
+
+SnapshotLike: TypeAlias = SnapshotRef | Mapping[str, Any] | str
+"""What callers may pass for a snapshot: a reference, the dict that travels through XCom and
+asset-event ``extra`` (``{"uri", "sha256", "rows", "splits"}``), its JSON text (a rendered
+template), or a bare URI."""
+
+
+def snapshot_uri(value: SnapshotLike) -> str:
+    """The URI of a snapshot given in any :data:`SnapshotLike` form, without touching storage."""
+    if isinstance(value, SnapshotRef):
+        return value.uri
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{"):
+            return text
+        value = _parse_json_ref(text)
+    if not isinstance(value, Mapping) or not isinstance(value.get("uri"), str) or not value["uri"]:
+        raise SnapshotError(f"Not a snapshot reference (expected a dict with a 'uri'): {str(value)[:200]!r}")
+    return value["uri"]
+
+
+def as_snapshot_ref(value: SnapshotLike, storage_options: Mapping[str, Any] | None = None) -> SnapshotRef:
+    """The :class:`SnapshotRef` for any :data:`SnapshotLike`; a bare URI is resolved from its manifest."""
+    if isinstance(value, SnapshotRef):
+        return value
+    if isinstance(value, str) and value.strip().startswith("{"):
+        value = _parse_json_ref(value.strip())
+    if isinstance(value, Mapping) and {"sha256", "rows", "splits"} <= value.keys():
+        snapshot_uri(value)
+        return SnapshotRef.from_dict(value)
+    return open_snapshot(snapshot_uri(value), storage_options).ref
+
+
+def _parse_json_ref(text: str) -> Mapping[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except ValueError as err:
+        raise SnapshotError(f"Not a snapshot reference (invalid JSON): {text[:200]!r}") from err
+    if not isinstance(parsed, Mapping):
+        raise SnapshotError(f"Not a snapshot reference (JSON is not an object): {text[:200]!r}")
+    return parsed
 
 
 class SnapshotWriter:
@@ -231,9 +273,9 @@ class Snapshot:
         return split
 
 
-def open_snapshot(uri: str | SnapshotRef, storage_options: Mapping[str, Any] | None = None) -> Snapshot:
-    """Open a published snapshot by URI or reference; an incomplete one raises :class:`SnapshotError`."""
-    location = Location(uri.uri if isinstance(uri, SnapshotRef) else uri, dict(storage_options or {}))
+def open_snapshot(snapshot: SnapshotLike, storage_options: Mapping[str, Any] | None = None) -> Snapshot:
+    """Open a published snapshot (any :data:`SnapshotLike`); an incomplete one raises :class:`SnapshotError`."""
+    location = Location(snapshot_uri(snapshot), dict(storage_options or {}))
     manifest_loc = location.join(MANIFEST)
     try:
         manifest = json.loads(manifest_loc.read_bytes())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER, TASK_METRICS
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class Model(Protocol):
     def predict(self, frame: Any) -> np.ndarray: ...
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PermanentError, ValueError):
     """The data or the model cannot be evaluated (missing target column, empty split, ...)."""
 
 

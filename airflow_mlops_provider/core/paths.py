@@ -11,11 +11,13 @@ from __future__ import annotations
 import posixpath
 import re
 
+from airflow_mlops_provider.core.errors import PermanentError
+
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_MODEL_NAME = 256  # the registry's column width (MLflow's SQL store)
 
 
-class UnsafeNameError(ValueError):
+class UnsafeNameError(PermanentError, ValueError):
     """A name or URI would escape the artifact root or break the registry: retrying cannot fix it."""
 
 

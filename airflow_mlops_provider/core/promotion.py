@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.core import registry
 from airflow_mlops_provider.core.decision_record import DecisionRecord, load_record, record_uri, store_record
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.gate import GateConfig, decide
 from airflow_mlops_provider.core.paths import check_model_name
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 Loader = Callable[[str, "TrackingSettings"], "Model"]
 
 
-class PromotionRefused(registry.RegistryError):
+class PromotionRefused(PermanentError, registry.RegistryError):
     """The decision does not allow moving ``champion`` (failed gate, missing approval, ...)."""
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops_provider.core.errors import MlopsError, PermanentError, TransientError
 from airflow_mlops_provider.core.paths import UnsafeNameError
 
 if TYPE_CHECKING:
@@ -67,15 +68,15 @@ def missing_target_dropped(run_metrics: dict[str, float]) -> dict[str, int]:
     }
 
 
-class RegistryError(RuntimeError):
+class RegistryError(MlopsError, RuntimeError):
     """A registry operation cannot go on; the message says what and why."""
 
 
-class RegistryUnavailable(RegistryError):
+class RegistryUnavailable(TransientError, RegistryError):
     """MLflow did not answer or failed; a retry of the same task can complete the work."""
 
 
-class RegistryRejected(RegistryError):
+class RegistryRejected(PermanentError, RegistryError):
     """MLflow refused the request itself (an invalid name or value): retrying the task cannot fix it."""
 
 
@@ -86,11 +87,11 @@ _REJECTED_CODES = frozenset(
 MAX_REASON = 400
 
 
-class ArtifactVerificationError(RegistryError):
+class ArtifactVerificationError(PermanentError, RegistryError):
     """A model version's artifacts are missing or do not load; no alias was pointed at it."""
 
 
-class ChampionChanged(RegistryError):
+class ChampionChanged(TransientError, RegistryError):
     """The champion moved since the decision was made; the decision must be re-made."""
 
     def __init__(self, model_name: str, expected: str | None, current: str | None) -> None:
@@ -101,7 +102,7 @@ class ChampionChanged(RegistryError):
         )
 
 
-class AliasConflict(RegistryError):
+class AliasConflict(TransientError, RegistryError):
     """An alias read back differently right after we set it: another writer raced us."""
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.paths import check_model_name, safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotWriter, open_snapshot
 from airflow_mlops_provider.core.storage import Location
@@ -27,7 +28,7 @@ PREDICTION = "prediction"
 BATCH_ROWS = 100_000
 
 
-class ScoringError(ValueError):
+class ScoringError(PermanentError, ValueError):
     """The snapshot cannot be scored with the model (missing feature columns, no such alias)."""
 
 

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, TypeAlias
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.storage import Location, is_local
 
@@ -37,7 +38,7 @@ DEFAULT_SPLIT = "data"
 _HASH_CHUNK = 1 << 20
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(PermanentError, RuntimeError):
     """A snapshot is missing, incomplete or unreadable."""
 
 
@@ -274,7 +275,7 @@ class Snapshot:
 
 
 def open_snapshot(snapshot: SnapshotLike, storage_options: Mapping[str, Any] | None = None) -> Snapshot:
-    """Open a published snapshot (any :data:`SnapshotLike`); an incomplete one raises :class:`SnapshotError`."""
+    """Open a published snapshot (any :data:`SnapshotLike`); an incomplete one raises SnapshotError."""
     location = Location(snapshot_uri(snapshot), dict(storage_options or {}))
     manifest_loc = location.join(MANIFEST)
     try:

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from airflow_mlops_provider.core.dates import date_parts
+from airflow_mlops_provider.core.errors import PermanentError
 
 CONFIG_FILE = "tabular.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,7 +46,7 @@ READABLE_FORMATS = (1, 2)  # 1: before date columns (its dates, if any, were one
 TASKS = ("classification", "regression")
 
 
-class TabularModelError(ValueError):
+class TabularModelError(PermanentError, ValueError):
     """The data or the saved files do not fit a tabular model."""
 
 

@@ -33,13 +33,14 @@ from airflow_mlops_provider.core.drift.columns import (
 )
 from airflow_mlops_provider.core.drift.config import DriftConfig
 from airflow_mlops_provider.core.drift.numeric import bin_counts, mean_std, psi_edges
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.storage import Location, is_local
 
 STATS_FILE = "stats.json"
 FORMAT_VERSION = 2  # 2: dates and timestamps as day numbers (1 kept their Arrow units)
 
 
-class DriftError(ValueError):
+class DriftError(PermanentError, ValueError):
     """A drift check cannot run on its input (empty window, no comparable columns, bad reference)."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from airflow_mlops_provider.core.errors import PermanentError, TransientError
 
-class IngestError(ValueError):
+
+class IngestError(PermanentError, ValueError):
     """Bad input (missing object, corrupt file, schema change...): retrying will not help."""
 
 
-class SourceUnreachableError(ConnectionError):
+class SourceUnreachableError(TransientError, ConnectionError):
     """The storage endpoint could not be reached after the configured attempts: retrying later may help."""

@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.storage import Location
 
 _NAME = re.compile(r"^checkpoint-(\d{6})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PermanentError, RuntimeError):
     """A checkpoint could not be read."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.registry import METRIC_MISSING_TARGET
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.checkpoints import load_latest_checkpoint, save_checkpoint
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(PermanentError, FloatingPointError):
     """The loss (or another ``*loss*`` metric) became NaN or infinite: training cannot continue."""
 
 
-class MissingTargetError(ValueError):
+class MissingTargetError(PermanentError, ValueError):
     """Rows without a label reached training with ``missing_target="fail"``."""
 
 

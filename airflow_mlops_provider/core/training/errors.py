@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from airflow_mlops_provider.core.errors import MlopsError, PermanentError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(MlopsError, RuntimeError):
     """Training failed; the message says why (the workers' tracebacks are in the task log)."""
 
 
-class EntryPointError(TrainingError):
+class EntryPointError(PermanentError, TrainingError):
     """The training entry point is malformed, cannot be imported or is not callable."""
 
 

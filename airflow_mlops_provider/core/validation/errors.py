@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from airflow_mlops_provider.core.errors import PermanentError
 
-class ValidationConfigError(ValueError):
+
+class ValidationConfigError(PermanentError, ValueError):
     """The suite or validation settings are wrong (unknown expectation, bad argument, unsafe path)."""
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(PermanentError, RuntimeError):
     """The data failed its suite; the message lists each failed expectation."""
 
     def __init__(self, message: str, outcome: dict) -> None:

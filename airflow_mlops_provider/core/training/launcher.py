@@ -19,7 +19,6 @@ thread that lives as long as the training (Airflow's task thread does).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -33,18 +32,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.storage import Location
-from airflow_mlops_provider.core.training.entrypoint import (
-    DEFAULT_ENTRY_POINT,
-    check_entry_point_static,
-    check_entry_point_syntax,
-)
+from airflow_mlops_provider.core.training.entrypoint import check_entry_point_static
 from airflow_mlops_provider.core.training.errors import TrainingError
+from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
 
@@ -53,74 +47,6 @@ TAG_SNAPSHOT_URI = "mlops.snapshot_uri"
 TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
 TAG_CONFIG_HASH = "mlops.training_config_hash"
 TAG_RDZV_ID = "mlops.rdzv_id"
-TASKS = ("classification", "regression")
-MISSING_TARGET = ("drop", "fail")  # what a worker does with rows whose label is missing
-
-
-@dataclass
-class TrainingJob:
-    """One training launch: what to train on, with which code and parameters, and how to run it."""
-
-    snapshot: dict[str, Any]
-    target: str
-    artifact_root: str
-    pipeline: str
-    task: str = "classification"
-    entry_point: str = DEFAULT_ENTRY_POINT
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    experiment_name: str | None = None
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    rdzv_endpoint: str | None = None
-    rdzv_id: str | None = None
-    max_restarts: int = 0
-    backend: str | None = None
-    threads_per_proc: int | None = None
-    checkpoint_every: int = 1
-    seed: int = 0
-    missing_target: str = "drop"
-    run_name: str | None = None
-    run_tags: dict[str, str] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        safe_component(self.pipeline, "pipeline")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
-        for name in ("nproc_per_node", "nnodes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if self.max_restarts < 0 or self.checkpoint_every < 0:
-            raise ValueError("max_restarts and checkpoint_every must not be negative")
-        if self.nnodes > 1 and not (self.rdzv_endpoint and self.rdzv_id):
-            raise ValueError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
-        if self.backend not in (None, "gloo", "nccl"):
-            raise ValueError(f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}")
-        if self.missing_target not in MISSING_TARGET:
-            raise ValueError(f"missing_target must be one of {MISSING_TARGET}, not {self.missing_target!r}")
-        if not isinstance(self.hyperparameters, Mapping):
-            raise ValueError(f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}")
-        check_entry_point_syntax(self.entry_point)
-
-    @property
-    def world_size(self) -> int:
-        return int(self.nproc_per_node) * int(self.nnodes)
-
-    def config_hash(self) -> str:
-        """Hash of everything that determines the trained model (data, code, parameters, world size, seed).
-
-        Keys are sorted, so no dict order matters. ``missing_target`` is left out: it decides
-        whether a run with unlabelled rows trains at all, never what a successful run learns.
-        """
-        payload = {
-            "snapshot_sha256": self.snapshot.get("sha256"),
-            "target": self.target,
-            "task": self.task,
-            "entry_point": self.entry_point,
-            "hyperparameters": self.hyperparameters,
-            "seed": self.seed,
-            "world_size": self.world_size,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class TorchrunLauncher:
@@ -494,11 +420,6 @@ def _close_run(client: Any, run_id: str, status: str) -> None:
     # Closing the run is best effort; the training outcome decides the task.
     with contextlib.suppress(Exception):
         client.set_terminated(run_id, status)
-
-
-def job_from_dict(data: Mapping[str, Any]) -> TrainingJob:
-    known = set(asdict(TrainingJob(snapshot={}, target="", artifact_root="", pipeline="")))
-    return TrainingJob(**{k: v for k, v in data.items() if k in known})
 
 
 def new_rdzv_id() -> str:

@@ -27,6 +27,7 @@ from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER, TASK_METRICS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_mlops_provider.core.snapshot import SnapshotLike
     from airflow_mlops_provider.core.tracking import TrackingSettings
 
 
@@ -192,7 +193,7 @@ def better(metric: str, a: float, b: float) -> bool:
 def evaluate_challenger_and_champion(
     *,
     challenger: Mapping[str, Any],
-    snapshot: Mapping[str, Any] | str,
+    snapshot: SnapshotLike,
     model_name: str,
     settings: TrackingSettings,
     split: str | None = "test",
@@ -214,9 +215,7 @@ def evaluate_challenger_and_champion(
 
     check_model_name(model_name)
     loader = loader or _default_loader()
-    snap = open_snapshot(
-        snapshot if isinstance(snapshot, str) else snapshot["uri"], dict(storage_options or {})
-    )
+    snap = open_snapshot(snapshot, storage_options)
     splits = snap.ref.splits or {}
     if split and split not in splits:
         raise EvaluationError(

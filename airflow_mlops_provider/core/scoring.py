@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.paths import check_model_name, safe_component
-from airflow_mlops_provider.core.snapshot import SnapshotWriter, open_snapshot
+from airflow_mlops_provider.core.snapshot import SnapshotLike, SnapshotWriter, open_snapshot
 from airflow_mlops_provider.core.storage import Location
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _labels(values: np.ndarray) -> pa.Array:
 
 
 def score_snapshot(
-    snapshot: Mapping[str, Any] | str,
+    snapshot: SnapshotLike,
     *,
     model_name: str,
     settings: TrackingSettings,
@@ -96,8 +96,7 @@ def score_snapshot(
     safe_component(pipeline, "pipeline")
     check_model_name(model_name)
     options = dict(storage_options or {})
-    uri = snapshot if isinstance(snapshot, str) else snapshot["uri"]
-    source = open_snapshot(uri, options)
+    source = open_snapshot(snapshot, options)
     chosen = resolve_alias(settings, model_name, alias)
     model = load_model(chosen.model_uri, settings)
     parquet = source.parquet_file(split)

@@ -73,9 +73,9 @@ def snapshot_uri(value: SnapshotLike) -> str:
         return value.uri
     if isinstance(value, str):
         text = value.strip()
-        if not text.startswith("{"):
+        if text and not text.startswith("{"):
             return text
-        value = _parse_json_ref(text)
+        value = _parse_json_ref(text) if text else {}
     if not isinstance(value, Mapping) or not isinstance(value.get("uri"), str) or not value["uri"]:
         raise SnapshotError(f"Not a snapshot reference (expected a dict with a 'uri'): {str(value)[:200]!r}")
     return value["uri"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pyarrow as pa
@@ -14,7 +15,9 @@ from airflow_mlops_provider.core.snapshot import (
     SnapshotError,
     SnapshotRef,
     SnapshotWriter,
+    as_snapshot_ref,
     open_snapshot,
+    snapshot_uri,
     write_snapshot,
 )
 from airflow_mlops_provider.core.storage import Location
@@ -81,6 +84,45 @@ def test_schema_change_between_batches_is_refused(root):
 def test_reference_round_trips_through_a_dict(root):
     ref = write_snapshot(pa.table({"x": [1]}), root, "demo")
     assert SnapshotRef.from_dict(ref.to_dict()) == ref
+
+
+def test_every_form_of_a_reference_opens_the_same_snapshot(root):
+    ref = write_snapshot({"train": pa.table({"x": [1, 2]}), "test": pa.table({"x": [3]})}, root, "demo")
+    forms = [ref, ref.to_dict(), json.dumps(ref.to_dict()), f"  {ref.uri} "]
+    for form in forms:
+        assert snapshot_uri(form) == ref.uri
+        assert as_snapshot_ref(form) == ref
+        assert open_snapshot(form).ref == ref
+
+
+def test_a_bare_uri_is_resolved_from_the_manifest(root):
+    ref = write_snapshot(pa.table({"x": [1, 2, 3]}), root, "demo")
+    resolved = as_snapshot_ref(ref.uri)
+    assert resolved == ref and resolved.rows == 3 and resolved.splits == {"data": 3}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"sha256": "abc"}, "expected a dict with a 'uri'"),
+        ({"uri": ""}, "expected a dict with a 'uri'"),
+        ({"uri": 7}, "expected a dict with a 'uri'"),
+        ('{"uri": ', "invalid JSON"),
+        ('{"rows": 3}', "expected a dict with a 'uri'"),
+        ("  ", "expected a dict with a 'uri'"),
+        (42, "expected a dict with a 'uri'"),
+    ],
+)
+def test_a_value_that_is_no_reference_is_refused_with_a_message(value, message):
+    with pytest.raises(SnapshotError, match=re.escape(message)):
+        snapshot_uri(value)
+    with pytest.raises(SnapshotError, match=re.escape(message)):
+        as_snapshot_ref(value)
+
+
+def test_a_uri_without_a_snapshot_is_refused_by_as_snapshot_ref(root, tmp_path):
+    with pytest.raises(SnapshotError, match="manifest.json is missing"):
+        as_snapshot_ref((tmp_path / "nothing").as_uri())
 
 
 def test_manifest_records_each_files_sha256_and_size(root, tmp_path):

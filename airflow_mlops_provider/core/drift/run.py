@@ -32,7 +32,7 @@ from airflow_mlops_provider.core.drift.reference import (
 )
 from airflow_mlops_provider.core.drift.report import render_html
 from airflow_mlops_provider.core.paths import check_model_name, ensure_within, safe_component
-from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotRef, open_snapshot
+from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotLike, open_snapshot
 from airflow_mlops_provider.core.storage import Location
 
 if TYPE_CHECKING:
@@ -111,8 +111,8 @@ def resolve_champion(settings: TrackingSettings, model_name: str, alias: str = "
 
 
 def run_drift_check(
-    current: Mapping[str, Any] | SnapshotRef | str,
-    reference: Mapping[str, Any] | SnapshotRef | str | None = None,
+    current: SnapshotLike,
+    reference: SnapshotLike | None = None,
     *,
     artifact_root: str,
     pipeline: str,
@@ -153,8 +153,8 @@ def run_drift_check(
             f"reference snapshot (tag {SNAPSHOT_TAG!r}) of {champion.model_name!r} v{champion.version}",
         )
     timings: dict[str, float] = {}
-    ref_snap = open_snapshot(_uri(reference), options)
-    cur_snap = open_snapshot(_uri(current), options)
+    ref_snap = open_snapshot(reference, options)
+    cur_snap = open_snapshot(current, options)
     ref_split = reference_split or _default_reference_split(ref_snap)
     start = time.perf_counter()
     stats = reference_statistics(ref_snap, ref_split, cfg)
@@ -223,16 +223,6 @@ def _default_reference_split(snapshot: Snapshot) -> str:
     raise DriftError(f"Reference snapshot {snapshot.location.uri} has no 'train' or 'data' split: name one")
 
 
-def _uri(value: Mapping[str, Any] | SnapshotRef | str) -> str:
-    if isinstance(value, SnapshotRef):
-        return value.uri
-    if isinstance(value, Mapping):
-        if "uri" not in value:
-            raise DriftError(f"A snapshot reference needs a 'uri' key, got keys {sorted(value)}")
-        return str(value["uri"])
-    return str(value)
-
-
 def _prediction_drift(
     predictions: Mapping[str, Any],
     ref_snap: Snapshot,
@@ -250,7 +240,7 @@ def _prediction_drift(
     from airflow_mlops_provider.core.scoring import predict_table
 
     pred_ref = predictions.get("predictions", predictions)
-    pred_snap = open_snapshot(_uri(pred_ref), options)
+    pred_snap = open_snapshot(pred_ref, options)
     model_uri = predictions.get("model_uri") or pred_snap.manifest.get("model_uri")
     if not model_uri:
         raise DriftError(

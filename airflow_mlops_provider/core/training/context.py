@@ -112,7 +112,7 @@ class TrainingContext:
         """The column the snapshot was hash-split on (a row id, not a feature), if any."""
         from airflow_mlops_provider.core.snapshot import open_snapshot
 
-        manifest = open_snapshot(self.snapshot["uri"], self.storage_options).manifest
+        manifest = open_snapshot(self.snapshot, self.storage_options).manifest
         split = manifest.get("split_config") or {}
         return split.get("column") if split.get("by") == "hash" else None
 
@@ -125,7 +125,7 @@ class TrainingContext:
         """
         from airflow_mlops_provider.core.snapshot import open_snapshot
 
-        frame = open_snapshot(self.snapshot["uri"], self.storage_options).read(split).to_pandas()
+        frame = open_snapshot(self.snapshot, self.storage_options).read(split).to_pandas()
         if self.target not in frame.columns:
             return frame
         unlabelled = frame[self.target].isna()

@@ -79,7 +79,7 @@ class TorchrunLauncher:
         job = self.job
         job.validate()
         check_entry_point_static(job.entry_point)
-        snap = open_snapshot(job.snapshot["uri"], self.storage_options)
+        snap = open_snapshot(job.snapshot, self.storage_options)
         if "train" not in snap.manifest["splits"]:
             raise SnapshotError(
                 f"Snapshot {snap.location.uri} has no 'train' split (has {sorted(snap.manifest['splits'])}): "

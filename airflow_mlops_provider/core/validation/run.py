@@ -15,7 +15,13 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_mlops_provider.core.paths import UnsafeNameError, ensure_within, safe_component
-from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotError, SnapshotRef, open_snapshot
+from airflow_mlops_provider.core.snapshot import (
+    Snapshot,
+    SnapshotError,
+    SnapshotLike,
+    open_snapshot,
+    snapshot_uri,
+)
 from airflow_mlops_provider.core.storage import Location, join_uri
 from airflow_mlops_provider.core.validation.builtin import builtin_options, run_builtin
 from airflow_mlops_provider.core.validation.errors import ValidationConfigError, ValidationFailed
@@ -28,10 +34,10 @@ MAX_SUMMARY_FAILURES = 20
 
 
 def validate_snapshot(
-    snapshot: str | SnapshotRef | Mapping[str, Any],
+    snapshot: SnapshotLike,
     *,
     suite: str | Sequence[Mapping[str, Any]] | None = None,
-    reference: str | SnapshotRef | Mapping[str, Any] | None = None,
+    reference: SnapshotLike | None = None,
     split: str | None = None,
     mode: str = "fail",
     builtin_checks: bool | Mapping[str, Any] | None = True,
@@ -129,15 +135,11 @@ def validate_snapshot(
     return outcome
 
 
-def _open(value: Any, options: dict[str, Any], artifact_root: str | None, what: str) -> Snapshot:
-    if isinstance(value, Mapping):
-        if "uri" not in value:
-            raise ValidationConfigError(
-                f"{what}: expected a snapshot reference with 'uri', got keys {sorted(value)}"
-            )
-        uri = str(value["uri"])
-    else:
-        uri = value.uri if isinstance(value, SnapshotRef) else str(value)
+def _open(value: SnapshotLike, options: dict[str, Any], artifact_root: str | None, what: str) -> Snapshot:
+    try:
+        uri = snapshot_uri(value)
+    except SnapshotError as err:
+        raise ValidationConfigError(f"{what}: {err}") from err
     if artifact_root:
         try:
             ensure_within(artifact_root, uri, what)

@@ -97,13 +97,34 @@ class Strict(BaseModel):
 class Source(Strict):
     """Where data comes from: a URI (prefix, file or glob), or a bucket with keys/prefix/glob."""
 
-    uri: Uri | None = None
-    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-    prefix: str = ""
-    keys: list[str] | None = Field(default=None, min_length=1)
-    glob: str | None = None
-    format: Literal["csv", "parquet", "jsonl"] | None = None
-    aws_conn_id: str | None = None
+    uri: Uri | None = Field(
+        default=None,
+        description="A URI: a prefix (folder), one file or a glob; exactly one of uri and bucket",
+    )
+    bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
+        description="An S3 bucket name, read with prefix and keys or glob; exactly one of uri and bucket",
+    )
+    prefix: str = Field(
+        default="", description="Path under the uri or bucket that keys and glob are relative to"
+    )
+    keys: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Object keys to read (relative to the prefix); at most one of keys and glob",
+    )
+    glob: str | None = Field(
+        default=None,
+        description="Glob of object keys to read (relative to the prefix); at most one of keys and glob",
+    )
+    format: Literal["csv", "parquet", "jsonl"] | None = Field(
+        default=None,
+        description="File format; None: taken from each file's extension (.csv, .parquet, .jsonl, + .gz)",
+    )
+    aws_conn_id: str | None = Field(
+        default=None, description="Airflow connection for this source; None: the pipeline's aws_conn_id"
+    )
     null_values: list[str] | None = Field(
         default=None,
         description=(
@@ -148,13 +169,35 @@ class Source(Strict):
 class Split(Strict):
     """How ingestion splits rows: by a seeded hash of a key column, randomly, or by time."""
 
-    by: Literal["hash", "time", "random"] = "hash"
-    key: str | None = None
-    column: str | None = None
-    seed: int = 0
-    fractions: dict[str, float] | None = None
-    validation_from: str | int | float | None = None
-    test_from: str | int | float | None = None
+    by: Literal["hash", "time", "random"] = Field(
+        default="hash",
+        description=(
+            "hash: a seeded hash of the key column; random: by row position; time: by a timestamp column"
+        ),
+    )
+    key: str | None = Field(
+        default=None,
+        description=(
+            "Column whose seeded hash assigns a row to a split (by: hash); None: hash the whole row"
+        ),
+    )
+    column: str | None = Field(default=None, description="Timestamp column of a time split (by: time)")
+    seed: int = Field(
+        default=0, description="Seed of the hash or random split; change it to draw other splits"
+    )
+    fractions: dict[str, float] | None = Field(
+        default=None,
+        description=(
+            "Share of rows per split among train, validation, test (summing to 1); None: 0.8/0.1/0.1"
+        ),
+    )
+    validation_from: str | int | float | None = Field(
+        default=None,
+        description="Time split: rows at or after this time go to validation (instead of fractions)",
+    )
+    test_from: str | int | float | None = Field(
+        default=None, description="Time split: rows at or after this time go to test (instead of fractions)"
+    )
 
     @field_validator("fractions")
     @classmethod
@@ -194,54 +237,102 @@ class Data(Strict):
 
     source: Source
     split: Split = Field(default_factory=Split)
-    chunk_rows: int = Field(default=100_000, gt=0)
+    chunk_rows: int = Field(
+        default=100_000,
+        gt=0,
+        description="Rows read and written per chunk while ingesting (bounds the task's memory)",
+    )
 
 
 class Validation(Strict):
     """Data validation before training: a suite (file path or list of expectations) and the mode."""
 
-    suite: str | list[dict[str, Any]] | None = None
-    builtin_checks: bool = True
-    mode: Literal["fail", "warn"] = "fail"
-    split: str | None = None
+    suite: str | list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Great Expectations suite: the path or URI of a suite JSON, or a list of expectations",
+    )
+    builtin_checks: bool = Field(
+        default=True,
+        description="Run the built-in row-count, schema and null-rate checks (and the target's null share)",
+    )
+    mode: Literal["fail", "warn"] = Field(
+        default="fail",
+        description=(
+            "fail: a failed check fails the run before training; warn: it is reported and the run goes on"
+        ),
+    )
+    split: str | None = Field(default=None, description="Split to validate; None: all splits together")
 
 
 class Resources(Strict):
     """What one training task may use: CPU threads and GPUs per worker, and an Airflow pool."""
 
     cpus: int | None = Field(default=None, gt=0, description="CPU threads per worker process")
-    gpus: int = Field(default=0, ge=0)
-    pool: str | None = None
-    pool_slots: int = Field(default=1, gt=0)
+    gpus: int = Field(
+        default=0, ge=0, description="GPUs per worker process; any GPU switches the process group to NCCL"
+    )
+    pool: str | None = Field(
+        default=None, description="Airflow pool the training tasks run in; None: the default pool"
+    )
+    pool_slots: int = Field(default=1, gt=0, description="Pool slots one training task takes")
 
 
 class Training(Strict):
     """Training: a built-in trainer or an entry point, hyperparameters or a grid fanned out."""
 
-    target: str
-    task: Literal["classification", "regression"]
+    target: str = Field(description="Label column")
+    task: Literal["classification", "regression"] = Field(
+        description="What the model predicts; it decides the metrics the evaluation computes"
+    )
     trainer: Literal["tabular"] = Field(
         default="tabular", description="built-in trainer (when no entry_point)"
     )
     entry_point: EntryPoint | None = Field(
         default=None, description="'package.module:function' to train with"
     )
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Hyperparameters passed to the entry point, checked against its schema at parse time",
+    )
     hyperparameters_schema: EntryPoint | None = Field(
         default=None,
         description="'package.module:Model', a pydantic model that checks a custom entry point's "
         "hyperparameters (the built-in trainer has its own)",
     )
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    workers: int = Field(default=1, ge=1, le=64)
-    nodes: int = Field(default=1, ge=1)
-    rdzv_endpoint: str | None = None
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Hyperparameter name to a list of values; every combination is trained (at most 64 points)"
+        ),
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes per node (torchrun's nproc_per_node)"
+    )
+    nodes: int = Field(
+        default=1, ge=1, description="Nodes of one training job; more than one needs rdzv_endpoint"
+    )
+    rdzv_endpoint: str | None = Field(
+        default=None, description="host:port of the torchrun c10d rendezvous for multi-node training"
+    )
     resources: Resources = Field(default_factory=Resources)
-    timeout: Duration = 3600
-    retries: int = Field(default=1, ge=0, le=10)
-    max_restarts: int = Field(default=0, ge=0)
-    checkpoint_every: int = Field(default=1, ge=1)
-    seed: int = 0
+    timeout: Duration = Field(
+        default=3600, description="Limit of one training task (duration: seconds or '1d2h3m4s')"
+    )
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Retries of a failed training task (it resumes from its last checkpoint)",
+    )
+    max_restarts: int = Field(
+        default=0,
+        ge=0,
+        description="Restarts of the worker group inside one try (torchrun's --max-restarts)",
+    )
+    checkpoint_every: int = Field(
+        default=1, ge=1, description="Epochs between checkpoints (the last epoch is always saved)"
+    )
+    seed: int = Field(default=0, description="Seed of weight initialisation and batch order")
     missing_target: Literal["drop", "fail"] = Field(
         default="drop", description="rows without a label: drop them (counted) or fail the run"
     )
@@ -251,7 +342,9 @@ class Training(Strict):
         le=1.0,
         description="validation fails when a larger share of rows has no label (with 'drop')",
     )
-    experiment: str | None = None
+    experiment: str | None = Field(
+        default=None, description="MLflow experiment of the training runs; None: mlops-<name>"
+    )
     max_parallel: int | None = Field(default=None, ge=1, description="grid points trained at once")
     select_metric: str | None = Field(
         default=None,
@@ -327,10 +420,23 @@ class Training(Strict):
 class Evaluation(Strict):
     """Evaluation of the challenger against the champion on the same held-out split."""
 
-    split: str = "test"
-    metrics: list[str] | None = None
-    primary_metric: str | None = None
-    slices: list[str | dict[str, Any]] = Field(default_factory=list)
+    split: str = Field(
+        default="test", description="Held-out split the challenger and the champion are both scored on"
+    )
+    metrics: list[str] | None = Field(
+        default=None, description="Metrics to compute; None: every metric of the training task"
+    )
+    primary_metric: str | None = Field(
+        default=None,
+        description=(
+            "Metric that ranks grid points and that the gate's gain applies to; "
+            "None: the gate's, else roc_auc (classification) or rmse (regression)"
+        ),
+    )
+    slices: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="Columns to compute metrics per value of: a name or {column, max_values, min_rows}",
+    )
 
 
 def _gate(value: Any) -> Any:
@@ -418,8 +524,16 @@ DriftSettings = Annotated[dict[str, Any], AfterValidator(_drift)]
 class Approval(Strict):
     """Human approval (Airflow HITL) before the champion alias moves."""
 
-    enabled: bool = False
-    timeout: Duration | None = None
+    enabled: bool = Field(
+        default=False,
+        description="Wait for a human (Airflow HITL) to approve before the champion alias moves",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description=(
+            "How long the approval waits for an answer (a timeout keeps the champion); None: no limit"
+        ),
+    )
 
 
 def _approval(value: Any) -> Any:
@@ -429,26 +543,45 @@ def _approval(value: Any) -> Any:
 class Monitoring(Strict):
     """The monitoring DAG: its schedule, the live-data source, and drift detection."""
 
-    schedule: Cron | None = "@hourly"
+    schedule: Cron | None = Field(
+        default="@hourly",
+        description=(
+            "Cron schedule of monitor_<name> (one window per data interval); None: manual runs only"
+        ),
+    )
     source: Source
-    score: bool = True
+    score: bool = Field(
+        default=True, description="Score each window with the champion, so prediction drift is checked too"
+    )
     drift: DriftSettings = Field(default_factory=dict, description="core.drift.config.DriftConfig fields")
-    timeout: Duration = 1800
+    timeout: Duration = Field(
+        default=1800, description="Limit of each monitoring task (duration: seconds or '1d2h3m4s')"
+    )
 
 
 class Sqs(Strict):
     """Event-driven ingestion: S3 event notifications delivered to an SQS queue."""
 
-    queue_url: str = Field(pattern=r"^https?://")
-    aws_conn_id: str | None = None
-    waiter_delay: int = Field(default=30, ge=1)
+    queue_url: str = Field(
+        pattern=r"^https?://",
+        description="URL of the SQS queue that receives the source's S3 event notifications",
+    )
+    aws_conn_id: str | None = Field(
+        default=None, description="Airflow connection for SQS; None: the pipeline's aws_conn_id"
+    )
+    waiter_delay: int = Field(default=30, ge=1, description="Seconds between polls of the queue")
 
 
 class NewData(Strict):
     """The new-data trigger: the pipeline's new-data asset, optionally watched through SQS."""
 
-    enabled: bool = True
-    sqs: Sqs | None = None
+    enabled: bool = Field(
+        default=True, description="Retrain when the pipeline's new-data asset receives an event"
+    )
+    sqs: Sqs | None = Field(
+        default=None,
+        description="Watch the source through SQS so new objects post the new-data event themselves",
+    )
 
 
 def _new_data(value: Any) -> Any:
@@ -458,21 +591,37 @@ def _new_data(value: Any) -> Any:
 class Triggers(Strict):
     """What starts a retrain: a cron schedule, new data, drift; any combination (OR)."""
 
-    schedule: Cron | None = None
+    schedule: Cron | None = Field(
+        default=None, description="Cron schedule of retrain_<name>; None: no clock trigger"
+    )
     new_data: Annotated[NewData, BeforeValidator(_new_data)] = Field(
         default_factory=lambda: NewData(enabled=False)
     )
-    drift: bool = False
+    drift: bool = Field(
+        default=False, description="Retrain when monitoring finds drift (needs a monitoring section)"
+    )
 
 
 class Notifier(Strict):
     """Where a notification goes: the task log, an email, a webhook (JSON POST) or a callable."""
 
-    type: Literal["log", "email", "webhook", "callable"]
-    to: list[str] | None = None
-    url: str | None = Field(default=None, pattern=r"^https?://")
-    callable: EntryPoint | None = None
-    smtp_conn_id: str = "smtp_default"
+    type: Literal["log", "email", "webhook", "callable"] = Field(
+        description=(
+            "log: the task log; email: SMTP mail to 'to'; webhook: JSON POST to 'url'; callable: a function"
+        )
+    )
+    to: list[str] | None = Field(default=None, description="Email recipients (type: email)")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Webhook URL that receives a JSON POST (type: webhook)",
+    )
+    callable: EntryPoint | None = Field(
+        default=None, description="'package.module:function' called with the message (type: callable)"
+    )
+    smtp_conn_id: str = Field(
+        default="smtp_default", description="Airflow SMTP connection for email notifiers"
+    )
 
     @model_validator(mode="after")
     def _target(self) -> Notifier:
@@ -483,39 +632,76 @@ class Notifier(Strict):
 
 
 class Notifications(Strict):
-    on_failure: list[Notifier] = Field(default_factory=list)
-    on_promotion: list[Notifier] = Field(default_factory=list)
+    on_failure: list[Notifier] = Field(
+        default_factory=list, description="Notifiers called when a run of the pipeline's DAGs fails"
+    )
+    on_promotion: list[Notifier] = Field(
+        default_factory=list, description="Notifiers called when a model is promoted to champion"
+    )
 
 
 class TaskDefaults(Strict):
     """Defaults for every generated task (training has its own timeout and retries)."""
 
-    retries: int = Field(default=2, ge=0, le=10)
-    retry_delay: Duration = 60
-    timeout: Duration = 1800
+    retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed task")
+    retry_delay: Duration = Field(
+        default=60,
+        description="Delay before the first retry (duration; it grows exponentially up to 10 times this)",
+    )
+    timeout: Duration = Field(
+        default=1800, description="Execution timeout of each task (duration: seconds or '1d2h3m4s')"
+    )
 
 
 class PipelineConfig(Strict):
     """One pipeline: produces ``retrain_<name>``, ``monitor_<name>`` and ``rollback_<name>``."""
 
-    name: Name
-    description: str = ""
-    owner: str = "mlops"
-    tags: list[str] = Field(default_factory=list)
-    artifact_root: Uri
-    model_name: ModelName | None = None
-    aws_conn_id: str | None = "aws_default"
-    mlflow_conn_id: str = "mlflow_default"
+    name: Name = Field(
+        description=(
+            "Pipeline name (lowercase letters, digits, _): the DAGs are retrain_, "
+            "monitor_ and rollback_<name>"
+        )
+    )
+    description: str = Field(default="", description="Free text shown at the top of the generated DAGs' docs")
+    owner: str = Field(default="mlops", description="Owner of the generated DAGs' tasks")
+    tags: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra tags of the generated DAGs (mlops, the DAG's kind and pipeline:<name> are always set)"
+        ),
+    )
+    artifact_root: Uri = Field(
+        description=(
+            "Where snapshots, reports and checkpoints live (under <root>/<name>/): s3://, file://..."
+        )
+    )
+    model_name: ModelName | None = Field(
+        default=None, description="Registered model name in MLflow; None: the pipeline name"
+    )
+    aws_conn_id: str | None = Field(
+        default="aws_default", description="Airflow AWS connection for S3 (sources and the artifact root)"
+    )
+    mlflow_conn_id: str = Field(
+        default="mlflow_default",
+        description="Airflow connection of the MLflow tracking server (connection type mlflow)",
+    )
     data: Data
     validation: Validation = Field(default_factory=Validation)
     training: Training
     evaluation: Evaluation = Field(default_factory=Evaluation)
     gate: GateSettings = Field(default_factory=dict, description="core.gate.GateConfig fields + on_fail")
     approval: Annotated[Approval, BeforeValidator(_approval)] = Field(default_factory=Approval)
-    skip_unchanged: bool = True
+    skip_unchanged: bool = Field(
+        default=True,
+        description=(
+            "Skip training and promotion when the snapshot and training config equal the champion's"
+        ),
+    )
     monitoring: Monitoring | None = None
     triggers: Triggers = Field(default_factory=Triggers)
-    notifications: Notifications = Field(default_factory=Notifications)
+    notifications: Notifications = Field(
+        default_factory=Notifications, description="Who hears about failures and promotions"
+    )
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
     # Values the loader expanded from the environment, by variable (see factory.env).
     _env: dict[str, str] = PrivateAttr(default_factory=dict)

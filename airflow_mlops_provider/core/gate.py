@@ -52,13 +52,42 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    primary_metric: str | None = None
-    min_gain: float = 0.0
-    min_gain_relative: float | None = None
-    max_regression: dict[str, float] = Field(default_factory=dict)
-    slice_max_regression: dict[str, float] = Field(default_factory=dict)
-    require_approval: bool = False
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Metric to an absolute bound in its own direction: a minimum where "
+            "higher is better, a maximum where lower is"
+        ),
+    )
+    primary_metric: str | None = Field(
+        default=None,
+        description=(
+            "Metric the minimum gain applies to; None: roc_auc (classification) or rmse (regression)"
+        ),
+    )
+    min_gain: float = Field(
+        default=0.0, description="Least absolute improvement of the primary metric over the champion"
+    )
+    min_gain_relative: float | None = Field(
+        default=None,
+        description=(
+            "Least improvement of the primary metric as a fraction of the champion's value (0.01 = 1 %)"
+        ),
+    )
+    max_regression: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric to how much worse than the champion the challenger may get on it",
+    )
+    slice_max_regression: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Metric to how much worse than the champion it may get on any slice "
+            "value both models were scored on"
+        ),
+    )
+    require_approval: bool = Field(
+        default=False, description="A passing challenger still waits for human approval before promotion"
+    )
 
     @field_validator("thresholds", "max_regression", "slice_max_regression")
     @classmethod

@@ -24,11 +24,24 @@ class ColumnConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: ColumnKind | None = None
-    test: NumericTest | CategoricalTest | None = None
-    effect: NumericEffect | CategoricalEffect | None = None
-    threshold: float | None = Field(default=None, ge=0)
-    weight: float | None = Field(default=None, ge=0)
+    kind: ColumnKind | None = Field(
+        default=None, description="Treat the column as numeric or categorical; None: chosen from its type"
+    )
+    test: NumericTest | CategoricalTest | None = Field(
+        default=None,
+        description="Significance test for this column; None: numeric_test or categorical_test",
+    )
+    effect: NumericEffect | CategoricalEffect | None = Field(
+        default=None, description="Effect size for this column; None: numeric_effect or categorical_effect"
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        description="Effect size at which this column drifts; None: the effect's dataset-wide threshold",
+    )
+    weight: float | None = Field(
+        default=None, ge=0, description="Weight of this column in the drifted share; None: 1"
+    )
 
 
 class DriftConfig(BaseModel):
@@ -60,27 +73,88 @@ class DriftConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
-    numeric_test: NumericTest = "ks"
-    numeric_effect: NumericEffect = "wasserstein"
-    categorical_test: CategoricalTest = "chi2"
-    categorical_effect: CategoricalEffect = "jensenshannon"
-    wasserstein_threshold: float = Field(default=0.1, ge=0)
-    ks_threshold: float = Field(default=0.1, ge=0)
-    psi_threshold: float = Field(default=0.1, ge=0)
-    jensenshannon_threshold: float = Field(default=0.1, ge=0)
-    psi_bins: int = Field(default=10, ge=2, le=1000)
-    missing_share_threshold: float = Field(default=0.05, ge=0, le=1)
-    categorical_max_unique: int = Field(default=20, ge=1)
-    min_rows: int = Field(default=20, ge=1)
-    drift_share: float = Field(default=0.0, ge=0, le=1)
-    prediction_drift: bool = True
-    unknown: Literal["warn", "drift", "fail"] = "warn"
-    columns: dict[str, ColumnConfig] = Field(default_factory=dict)
-    include: list[str] | None = None
-    exclude: list[str] = Field(default_factory=list)
-    workers: int = Field(default=2, ge=1, le=64)
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Family-wise error rate (bonferroni) or false discovery rate (bh) of the tests",
+    )
+    correction: Literal["bonferroni", "bh", "none"] = Field(
+        default="bonferroni", description="Multiple-testing correction across all tests of a run"
+    )
+    numeric_test: NumericTest = Field(
+        default="ks",
+        description="Test for numeric columns: Kolmogorov-Smirnov, Cramer-von Mises or Anderson-Darling",
+    )
+    numeric_effect: NumericEffect = Field(
+        default="wasserstein", description="Effect size for numeric columns"
+    )
+    categorical_test: CategoricalTest = Field(
+        default="chi2", description="Test for categorical columns (chi-square on the category counts)"
+    )
+    categorical_effect: CategoricalEffect = Field(
+        default="jensenshannon", description="Effect size for categorical columns"
+    )
+    wasserstein_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        description="Wasserstein-1 distance, in reference standard deviations, at which a column drifts",
+    )
+    ks_threshold: float = Field(default=0.1, ge=0, description="KS statistic D at which a column drifts")
+    psi_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        description="PSI at which a column drifts, on top of PSI's no-drift bias at the window sizes",
+    )
+    jensenshannon_threshold: float = Field(
+        default=0.1, ge=0, description="Base-2 Jensen-Shannon distance (0 to 1) at which a column drifts"
+    )
+    psi_bins: int = Field(
+        default=10, ge=2, le=1000, description="Quantile bins of the reference for numeric PSI"
+    )
+    missing_share_threshold: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Change of a column's missing-value share that is drift by itself (when significant)",
+    )
+    categorical_max_unique: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Integer columns with at most this many distinct reference values are categorical codes"
+        ),
+    )
+    min_rows: int = Field(
+        default=20,
+        ge=1,
+        description="Fewer values than this in either window make the column's verdict unknown",
+    )
+    drift_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Weighted share of the columns with a known verdict that must drift for "
+            "the dataset to drift (0: any drifted column)"
+        ),
+    )
+    prediction_drift: bool = Field(
+        default=True, description="Compare the champion's predictions on both windows too"
+    )
+    unknown: Literal["warn", "drift", "fail"] = Field(
+        default="warn",
+        description=(
+            "Columns with an unknown verdict: warn: only reported; drift: count as "
+            "drifted; fail: fail the check"
+        ),
+    )
+    columns: dict[str, ColumnConfig] = Field(
+        default_factory=dict, description="Column name to per-column overrides"
+    )
+    include: list[str] | None = Field(default=None, description="Columns to check; None: every column")
+    exclude: list[str] = Field(default_factory=list, description="Columns never checked")
+    workers: int = Field(default=2, ge=1, le=64, description="Threads that test columns in parallel")
 
     @field_validator("columns", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE / "_ext")]
 # autodoc imports the operators, which import airflow.sdk: keep Airflow off the user's home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-docs-airflow-"))
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 project = "airflow-mlops-provider"
 author = "airflow-mlops-provider developers"

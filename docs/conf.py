@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -28,14 +27,3 @@ html_theme = "furo"
 html_title = "airflow-mlops-provider"
 
 
-def _unlink_outside(app, relative_path, parent_docname, content):
-    """README links that leave the repository (``](../...)``) have no page here: keep their text.
-
-    GitHub cannot follow them either; README.md should link inside the repository.
-    """
-    if relative_path.name == "README.md":
-        content[0] = re.sub(r"\[([^\]]+)\]\(\.\./[^)]*\)", r"\1", content[0])
-
-
-def setup(app):
-    app.connect("include-read", _unlink_outside)

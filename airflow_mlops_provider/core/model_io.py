@@ -71,8 +71,7 @@ def load_model(model_uri: str, settings: TrackingSettings) -> TabularModel:
     """
     import mlflow.artifacts
 
-    settings.apply()
-    with tempfile.TemporaryDirectory(prefix="tabular-load-") as tmp:
+    with settings.environment(), tempfile.TemporaryDirectory(prefix="tabular-load-") as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=model_uri,
             dst_path=tmp,

@@ -1,7 +1,9 @@
 """MLflow tracking settings, independent of Airflow.
 
 The Airflow hook turns a connection into :class:`TrackingSettings`; core code, training
-subprocesses and tests use the settings to build clients or environments. Secrets never
+subprocesses and tests use the settings to build clients or environments. Settings never write
+into the process environment for longer than one MLflow call, so two settings objects in one
+process do not affect each other (:meth:`TrackingSettings.environment`). Secrets never
 appear in ``repr()``, :attr:`TrackingSettings.display_uri` or reachability errors: URIs are shown
 through :func:`strip_userinfo`, and :meth:`TrackingSettings.secrets` lists what the Airflow hook
 registers with the secrets masker.
@@ -9,12 +11,16 @@ registers with the secrets masker.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -80,28 +86,74 @@ class TrackingSettings:
             env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         return env
 
-    def apply(self) -> None:
-        """Export the settings into this process (MLflow clients read credentials from the environment).
+    def environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """A copy of ``base`` (say ``os.environ``, for a subprocess) with every MLflow variable these
+        settings govern taken from them: nothing of other settings (a registry URI, a token) is left."""
+        env = {name: value for name, value in base.items() if name not in _EXPORTED}
+        env.update(self.env())
+        return env
 
-        Every variable :meth:`env` may set is cleared first, so nothing of earlier settings (a
-        registry URI, a token) is left behind for these settings or for subprocesses to inherit.
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """These settings in ``os.environ`` inside the block only, the previous values restored after.
+
+        MLflow reads credentials, timeouts and retry counts from the environment when it sends a
+        request, so in-process MLflow calls run inside this block (:meth:`client` does it per
+        call). A process-wide lock keeps threads with other settings out meanwhile; it is
+        re-entrant, so nested blocks of the same thread are fine.
         """
-        for name in _EXPORTED:
-            os.environ.pop(name, None)
-        os.environ.update(self.env())
+        with _ENVIRONMENT_LOCK:
+            saved = {name: os.environ[name] for name in _EXPORTED if name in os.environ}
+            for name in _EXPORTED:
+                os.environ.pop(name, None)
+            os.environ.update(self.env())
+            try:
+                yield
+            finally:
+                for name in _EXPORTED:
+                    os.environ.pop(name, None)
+                os.environ.update(saved)
 
     def client(self) -> MlflowClient:
-        """An ``MlflowClient`` bound to these settings (exports them into the process first).
+        """An ``MlflowClient`` bound to these settings: each of its public methods runs inside
+        :meth:`environment`, so it never sees another settings object's credentials or retries.
 
         A SQLite store is initialised first (:func:`initialise_sqlite_store`), so that tasks and
         subprocesses that open a brand-new store at the same time do not race its schema migration.
         """
-        from mlflow import MlflowClient
-
-        self.apply()
         for uri in dict.fromkeys((self.tracking_uri, self.registry_uri)):
             initialise_sqlite_store(uri)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return _settings_client_class()(self)
+
+
+_ENVIRONMENT_LOCK = threading.RLock()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _in_environment(method: _F) -> _F:
+    @functools.wraps(method)
+    def call(client: Any, *args: Any, **kwargs: Any) -> Any:
+        with client.mlops_settings.environment():
+            return method(client, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
+
+@functools.cache
+def _settings_client_class() -> type[MlflowClient]:
+    """``MlflowClient`` whose public methods run inside :meth:`TrackingSettings.environment`."""
+    from mlflow import MlflowClient
+
+    class SettingsClient(MlflowClient):
+        def __init__(self, settings: TrackingSettings) -> None:
+            self.mlops_settings = settings
+            with settings.environment():
+                super().__init__(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+    for name, member in vars(MlflowClient).items():
+        if inspect.isfunction(member) and not name.startswith("_"):
+            setattr(SettingsClient, name, _in_environment(member))
+    return SettingsClient
 
 
 _INITIALISED_SQLITE: set[Path] = set()

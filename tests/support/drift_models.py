@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from airflow_mlops_provider.core import names
 from airflow_mlops_provider.core.model_io import log_model
 from airflow_mlops_provider.core.snapshot import write_snapshot
 from airflow_mlops_provider.core.storage import Location
@@ -61,20 +62,20 @@ def register_champion(settings: TrackingSettings, root: Path, pipeline: str) -> 
         optimiser.zero_grad()
         torch.nn.functional.cross_entropy(model.network(features), target).backward()
         optimiser.step()
-    settings.apply()
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = settings.client()
     experiment_id = ensure_experiment(client, f"{pipeline}-training")
     tags = {
-        "mlops.pipeline": pipeline,
-        "mlops.snapshot_uri": snapshot["uri"],
-        "mlops.snapshot_sha256": snapshot["sha256"],
+        names.TAG_PIPELINE: pipeline,
+        names.TAG_SNAPSHOT_URI: snapshot["uri"],
+        names.TAG_SNAPSHOT_SHA: snapshot["sha256"],
     }
     run = client.create_run(experiment_id, tags=tags)
-    with mlflow.start_run(run_id=run.info.run_id):
+    with settings.environment(), mlflow.start_run(run_id=run.info.run_id):
         log_model(model, train.drop(columns=["y"]))
     name = f"{pipeline}-{uuid.uuid4().hex[:8]}"
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name, tags=tags)
+    with settings.environment():
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name, tags=tags)
     client.set_registered_model_alias(name, "champion", version.version)
     return {
         "name": name,

@@ -3,14 +3,15 @@ a fresh SQLite store safe for concurrent first use."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import multiprocessing
 import os
+import threading
 from typing import Any
 
 import pytest
 
-from airflow_mlops_provider.core import tracking
 from airflow_mlops_provider.core.tracking import (
     TrackingSettings,
     check_reachable,
@@ -89,13 +90,80 @@ def test_five_pipelines_first_use_of_a_fresh_sqlite_store_at_once(tmp_path, monk
     assert len(client.search_registered_models()) == PIPELINES
 
 
-def test_applying_settings_leaves_nothing_of_earlier_settings_behind(tmp_path, monkeypatch):
-    for name in tracking._EXPORTED:  # restored after the test
-        monkeypatch.delenv(name, raising=False)
-    TrackingSettings(
-        "http://127.0.0.1:9", registry_uri="postgresql://db/registry", token="t", insecure_tls=True
-    ).apply()
-    TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db").apply()
-    leftovers = ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS")
-    assert {name: os.environ[name] for name in leftovers if name in os.environ} == {}
-    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/mlflow.db"
+class _RefusingServer(http.server.ThreadingHTTPServer):
+    """A stand-in MLflow server on loopback that answers 500 and records each request's credentials."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                server.seen.append(self.headers.get("Authorization"))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def test_two_settings_in_one_process_keep_their_own_credentials_and_retries(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "outer-token")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    before = dict(os.environ)
+    server = _RefusingServer()
+    try:
+        first = TrackingSettings(server.url, token="token-a", max_retries=0, request_timeout_s=5).client()
+        second = TrackingSettings(server.url, token="token-b", max_retries=1, request_timeout_s=5).client()
+        for client in (first, second, first):
+            with pytest.raises(MlflowException):
+                client.search_experiments()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # token-b's settings retry once, token-a's never; nobody sends the process's own token.
+    assert server.seen == ["Bearer token-a", "Bearer token-b", "Bearer token-b", "Bearer token-a"]
+    assert dict(os.environ) == before
+
+
+def test_settings_environment_is_restored_and_nests(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "postgresql://outer/registry")
+    before = dict(os.environ)
+    outer = TrackingSettings("http://127.0.0.1:9", token="t", insecure_tls=True, max_retries=7)
+    inner = TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db")
+    with outer.environment():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+        with inner.environment():
+            assert os.environ["MLFLOW_TRACKING_URI"] == inner.tracking_uri
+            assert not {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS"} & os.environ.keys()
+        assert os.environ["MLFLOW_TRACKING_TOKEN"] == "t"
+    assert dict(os.environ) == before
+
+
+def test_a_subprocess_environment_holds_only_these_settings():
+    earlier = {
+        "PATH": "/bin",
+        "MLFLOW_REGISTRY_URI": "postgresql://db/registry",
+        "MLFLOW_TRACKING_TOKEN": "x",
+    }
+    env = TrackingSettings("http://mlflow:5000", max_retries=2).environ(earlier)
+    assert env == {
+        "PATH": "/bin",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    }

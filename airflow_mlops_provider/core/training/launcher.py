@@ -223,15 +223,8 @@ class TorchrunLauncher:
         ]  # fmt: skip
 
     def environment(self, threads: int) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in (
-            "MLFLOW_TRACKING_TOKEN",
-            "MLFLOW_TRACKING_USERNAME",
-            "MLFLOW_TRACKING_PASSWORD",
-            "MLFLOW_RUN_ID",
-        ):
-            env.pop(name, None)
-        env.update(self.settings.env())
+        env = self.settings.environ(os.environ)
+        env.pop("MLFLOW_RUN_ID", None)
         env.update(
             {
                 "OMP_NUM_THREADS": str(threads),

@@ -209,9 +209,10 @@ def evaluate_challenger_and_champion(
     given, used when re-evaluating against a champion that moved); it is loaded by its version
     number, never by alias, so the evaluation names exactly the model it scored.
     """
-    from airflow_mlops_provider.core import registry
+    from airflow_mlops_provider.core import names, registry
     from airflow_mlops_provider.core.paths import check_model_name
     from airflow_mlops_provider.core.snapshot import open_snapshot
+    from airflow_mlops_provider.core.tracking import looks_unreachable
 
     check_model_name(model_name)
     loader = loader or _default_loader()
@@ -228,7 +229,7 @@ def evaluate_challenger_and_champion(
     scored = evaluate_frame(challenger_model, frame, metrics, slices)
     client = settings.client()
     if champion_version is None:
-        version = registry.alias_version(client, model_name, registry.CHAMPION)
+        version = registry.alias_version(client, model_name, names.CHAMPION)
         champion_version = None if version is None else str(version.version)
     else:
         version = registry.get_version(client, model_name, champion_version)
@@ -237,7 +238,7 @@ def evaluate_challenger_and_champion(
         try:
             champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
         except Exception as err:  # MlflowException, TabularModelError, OSError: all name the file
-            if registry._looks_unreachable(err):
+            if looks_unreachable(err):
                 raise
             raise EvaluationError(
                 f"champion {model_name} v{champion_version} cannot be loaded ({err}); restore its "

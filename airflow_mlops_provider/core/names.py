@@ -9,6 +9,7 @@ from __future__ import annotations
 # Registered-model aliases.
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
 
 # Run and model-version tags.
 TAG_PIPELINE = "mlops.pipeline"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops_provider.core import registry
+from airflow_mlops_provider.core import names, registry
 from airflow_mlops_provider.core.decision_record import DecisionRecord, load_record, record_uri, store_record
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.gate import GateConfig, decide
@@ -78,8 +78,8 @@ def gate_and_register(
     if result.passed:
         status = "awaiting_approval" if config.require_approval else "approved"
     tags = {
-        registry.TAG_TRIGGER: trigger["cause"],
-        registry.TAG_EVAL_SNAPSHOT: evaluation.get("snapshot_sha256"),
+        names.TAG_TRIGGER: trigger["cause"],
+        names.TAG_EVAL_SNAPSHOT: evaluation.get("snapshot_sha256"),
         **_decision_tags(uri, result.verdict, status, result.reasons),
     }
     registration = registry.register_version(client, model_name, run_id, tags=tags, run=run)
@@ -95,7 +95,7 @@ def gate_and_register(
         model_name=model_name,
         version=version,
         source_run_id=run_id,
-        pipeline=pipeline or run_tags.get(registry.TAG_PIPELINE),
+        pipeline=pipeline or run_tags.get(names.TAG_PIPELINE),
         task=evaluation.get("task", ""),
         verdict=result.verdict,
         reasons=result.reasons,
@@ -106,9 +106,9 @@ def gate_and_register(
         champion_version_at_eval=evaluation.get("champion_version_at_eval"),
         evaluation_snapshot=dict(evaluation.get("snapshot") or {"sha256": evaluation.get("snapshot_sha256")}),
         training_snapshot={
-            "uri": run_tags.get(registry.TAG_SNAPSHOT_URI),
-            "sha256": run_tags.get(registry.TAG_SNAPSHOT_SHA),
-            "training_config_hash": run_tags.get(registry.TAG_TRAINING_CONFIG),
+            "uri": run_tags.get(names.TAG_SNAPSHOT_URI),
+            "sha256": run_tags.get(names.TAG_SNAPSHOT_SHA),
+            "training_config_hash": run_tags.get(names.TAG_TRAINING_CONFIG),
             "missing_target_dropped": registry.missing_target_dropped(dict(run.data.metrics)),
         },
         trigger=trigger,
@@ -121,16 +121,16 @@ def gate_and_register(
         record.created_at, record.history = existing.created_at, existing.history
     _store(client, record, artifact_uri, registration.tags)
     # Concurrent runs may each set `challenger`: the latest one wins, no read-back needed.
-    registry.set_alias(client, model_name, registry.CHALLENGER, version)
+    registry.set_alias(client, model_name, names.CHALLENGER, version)
     return summary(record, uri, evaluation, artifact_uri)
 
 
 def _decision_tags(uri: str, verdict: str, status: str, reasons: list[str]) -> dict[str, str]:
     return {
-        registry.TAG_RECORD_URI: uri,
-        registry.TAG_VERDICT: verdict,
-        registry.TAG_STATUS: status,
-        registry.TAG_REASONS: registry._clip("; ".join(reasons)),
+        names.TAG_RECORD_URI: uri,
+        names.TAG_VERDICT: verdict,
+        names.TAG_STATUS: status,
+        names.TAG_REASONS: registry._clip("; ".join(reasons)),
     }
 
 
@@ -226,12 +226,9 @@ def promote(
         record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
     )
     store = lambda: _store(client, record, artifact_uri, known)  # noqa: E731
-    if (
-        record.status == "promoted"
-        and registry.alias_number(client, model_name, registry.CHAMPION) == version
-    ):
+    if record.status == "promoted" and registry.alias_number(client, model_name, names.CHAMPION) == version:
         return _result(record, True, [], record_uri(artifact_uri, model_name))
-    rolled_back = registry.get_version(client, model_name, version).tags.get(registry.TAG_ROLLED_BACK)
+    rolled_back = registry.get_version(client, model_name, version).tags.get(names.TAG_ROLLED_BACK)
     if rolled_back:
         raise PromotionRefused(
             f"{model_name} v{version} was rolled back ({rolled_back}); re-running its old promotion "
@@ -335,9 +332,9 @@ def _reevaluate(
 
 def _changes_already_made(client: Any, model_name: str, version: str) -> list[registry.AliasChange]:
     """The alias moves an interrupted earlier attempt made (from the version's previous-champion tag)."""
-    previous = registry.get_version(client, model_name, version).tags.get(registry.TAG_PREVIOUS) or None
-    changes = [registry.AliasChange(registry.PREVIOUS_CHAMPION, None, previous)] if previous else []
-    return [*changes, registry.AliasChange(registry.CHAMPION, previous, version)]
+    previous = registry.get_version(client, model_name, version).tags.get(names.TAG_PREVIOUS) or None
+    changes = [registry.AliasChange(names.PREVIOUS_CHAMPION, None, previous)] if previous else []
+    return [*changes, registry.AliasChange(names.CHAMPION, previous, version)]
 
 
 def _result(

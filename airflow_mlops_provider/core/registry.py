@@ -30,33 +30,28 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.core.errors import MlopsError, PermanentError, TransientError
+from airflow_mlops_provider.core.names import (
+    CHAMPION,
+    METRIC_MISSING_TARGET,
+    PREVIOUS_CHAMPION,
+    TAG_LAST_ROLLBACK,
+    TAG_PIPELINE,
+    TAG_PREVIOUS,
+    TAG_ROLLED_BACK,
+    TAG_SNAPSHOT_SHA,
+    TAG_SNAPSHOT_URI,
+    TAG_SOURCE_RUN,
+    TAG_TRAINING_CONFIG,
+)
 from airflow_mlops_provider.core.paths import UnsafeNameError
+from airflow_mlops_provider.core.tracking import looks_unreachable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS_CHAMPION = "previous_champion"
-
-TAG_SOURCE_RUN = "mlops.source_run_id"
-TAG_PIPELINE = "mlops.pipeline"
-TAG_SNAPSHOT_URI = "mlops.snapshot_uri"
-TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
-TAG_TRAINING_CONFIG = "mlops.training_config_hash"
-TAG_TRIGGER = "mlops.trigger_cause"
-TAG_RECORD_URI = "mlops.decision_record_uri"
-TAG_VERDICT = "mlops.verdict"
-TAG_REASONS = "mlops.gate_reasons"
-TAG_STATUS = "mlops.decision_status"
-TAG_EVAL_SNAPSHOT = "mlops.eval_snapshot_sha256"
-TAG_PREVIOUS = "mlops.previous_champion_version"
-TAG_ROLLED_BACK = "mlops.rolled_back"
-TAG_LAST_ROLLBACK = "mlops.last_rollback"
 RUN_TAGS_COPIED = (TAG_PIPELINE, TAG_SNAPSHOT_URI, TAG_SNAPSHOT_SHA, TAG_TRAINING_CONFIG)
 MAX_TAG_VALUE = 4000
-METRIC_MISSING_TARGET = "missing_target_dropped_"  # + split: rows a training run dropped for lack of a label
 
 
 def missing_target_dropped(run_metrics: dict[str, float]) -> dict[str, int]:
@@ -125,7 +120,7 @@ def _step(what: str, client: MlflowClient) -> Iterator[None]:
         raise
     except (MlflowException, OSError) as err:
         reason = _reason(err)
-        if getattr(err, "error_code", "") in _REJECTED_CODES and not _looks_unreachable(err):
+        if getattr(err, "error_code", "") in _REJECTED_CODES and not looks_unreachable(err):
             raise RegistryRejected(
                 f"MLflow at {_display(client)} refused {what}: {reason}. Retrying cannot fix this; "
                 "nothing after this step was changed."
@@ -352,7 +347,7 @@ def verify_artifacts(client: MlflowClient, model_name: str, version: str, load: 
     try:
         load(uri)
     except (MlflowException, OSError) as err:
-        if _looks_unreachable(err):
+        if looks_unreachable(err):
             with _step(f"downloading the artifacts of {uri}", client):
                 raise
         raise ArtifactVerificationError(
@@ -363,21 +358,6 @@ def verify_artifacts(client: MlflowClient, model_name: str, version: str, load: 
         raise ArtifactVerificationError(
             f"{uri}: the model's artifacts do not load ({_reason(err)}); no alias was pointed at it"
         ) from err
-
-
-def _looks_unreachable(err: BaseException) -> bool:
-    import requests
-
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            return True
-        text = str(seen)
-        markers = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
-        if any(marker in text for marker in markers) or "status code 5" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _reason(err: BaseException) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.names import CHAMPION
 from airflow_mlops_provider.core.paths import check_model_name, safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotLike, SnapshotWriter, open_snapshot
 from airflow_mlops_provider.core.storage import Location
@@ -81,7 +82,7 @@ def score_snapshot(
     settings: TrackingSettings,
     artifact_root: str,
     pipeline: str,
-    alias: str = "champion",
+    alias: str = CHAMPION,
     split: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:

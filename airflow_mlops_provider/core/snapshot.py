@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.storage import Location, is_local
 
@@ -117,7 +118,7 @@ class SnapshotWriter:
         pipeline: str,
         *,
         kind: str = "snapshots",
-        row_group_rows: int = 128_000,
+        row_group_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
         self._root = artifact_root.join(safe_component(pipeline, "pipeline"), safe_component(kind, "kind"))
         self._tmp = tempfile.mkdtemp(prefix="snapshot-")

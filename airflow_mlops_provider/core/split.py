@@ -23,12 +23,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_mlops_provider.core.ingest.errors import IngestError
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import split_order
 
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+class SplitError(PermanentError, ValueError):
+    """A split configuration that cannot apply to the data (bad option, missing column, nulls)."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,12 @@ class SplitSpec:
             columns = [self.column] if self.column else table.column_names
             missing = [c for c in columns if c not in table.column_names]
             if missing:
-                raise IngestError(
+                raise SplitError(
                     f"Split column {missing[0]!r} is not in the data (columns: {table.column_names})"
                 )
             if self.column and table.column(self.column).null_count:
                 nulls = table.column(self.column).null_count
-                raise IngestError(f"Split column {self.column!r} has {nulls} null values")
+                raise SplitError(f"Split column {self.column!r} has {nulls} null values")
             if self.by == "hash":
                 index = self._bucket(self._row_hash(table, columns))
             else:
@@ -125,7 +129,7 @@ class SplitSpec:
                 scalar = bound if isinstance(bound, pa.Scalar) else pa.scalar(bound)
                 scalar = scalar.cast(column.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
-                raise IngestError(
+                raise SplitError(
                     f"Split boundary {bound!r} cannot be compared with column {self.column!r} "
                     f"of type {column.type}: {err}"
                 ) from err
@@ -158,7 +162,7 @@ def parse_split(config: Mapping[str, Any] | None) -> SplitSpec | None:
     config = {k: v for k, v in dict(config).items() if v is not None}
     by = config.pop("by", "hash")
     if by not in ("hash", "random", "time"):
-        raise IngestError(f"split.by must be 'hash', 'random' or 'time', got {by!r}")
+        raise SplitError(f"split.by must be 'hash', 'random' or 'time', got {by!r}")
     key = config.pop("key", None)
     column = config.pop("column", None) or key
     seed = int(config.pop("seed", 0))
@@ -167,22 +171,22 @@ def parse_split(config: Mapping[str, Any] | None) -> SplitSpec | None:
     }
     raw = config.pop("fractions", None)
     if config:
-        raise IngestError(f"Unknown split option(s) {sorted(config)} for a {by} split")
+        raise SplitError(f"Unknown split option(s) {sorted(config)} for a {by} split")
     fractions = {str(k): float(v) for k, v in (raw or DEFAULT_FRACTIONS).items()}
     for name in fractions:
         safe_component(name, "split name")
     if any(v < 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise IngestError(f"split.fractions must be non-negative and sum to 1, got {fractions}")
+        raise SplitError(f"split.fractions must be non-negative and sum to 1, got {fractions}")
     if by == "time":
         if not column:
-            raise IngestError("split.column is required for a time split (the timestamp column)")
+            raise SplitError("split.column is required for a time split (the timestamp column)")
         if boundaries and raw:
-            raise IngestError("a time split takes either fractions or validation_from/test_from, not both")
+            raise SplitError("a time split takes either fractions or validation_from/test_from, not both")
         if len(boundaries) == 2 and _later(boundaries["validation"], boundaries["test"]):
-            raise IngestError("split.validation_from must not be later than split.test_from")
+            raise SplitError("split.validation_from must not be later than split.test_from")
         return SplitSpec(by="time", column=str(column), fractions=fractions, boundaries=boundaries)
     if boundaries:
-        raise IngestError(f"validation_from/test_from only apply to a time split, not {by!r}")
+        raise SplitError(f"validation_from/test_from only apply to a time split, not {by!r}")
     return SplitSpec(
         by=by, column=str(column) if column and by == "hash" else None, seed=seed, fractions=fractions
     )

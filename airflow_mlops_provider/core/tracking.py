@@ -215,6 +215,23 @@ def strip_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\1", text)
 
 
+def looks_unreachable(err: BaseException) -> bool:
+    """Whether an MLflow error, or any error in its cause chain, means the server could not be
+    reached (connection refused or reset, timeout, retries exhausted, a 5xx answer)."""
+    import requests
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+        text = str(seen)
+        markers = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
+        if any(marker in text for marker in markers) or "status code 5" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def check_reachable(settings: TrackingSettings) -> str:
     """Ask the tracking server for one experiment; return a short description or raise ``ConnectionError``."""
     from mlflow.exceptions import MlflowException

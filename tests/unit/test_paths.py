@@ -21,12 +21,6 @@ def test_uris_outside_the_root_are_refused_after_normalising():
             ensure_within(root, uri, "snapshot")
 
 
-def test_the_old_ingest_import_still_works():
-    from airflow_mlops_provider.core.ingest import safety
-
-    assert safety.safe_component is safe_component and safety.ensure_within is ensure_within
-
-
 @pytest.mark.parametrize("name", ["churn", "Churn Model-2", "o'brien", 'say "hi"', "a.b_c", "x" * 256])
 def test_model_names_mlflow_accepts_pass(name):
     assert check_model_name(name) == name

@@ -31,6 +31,18 @@ from airflow_mlops_provider.core.drift.reference import (
     store_location,
 )
 from airflow_mlops_provider.core.drift.report import render_html
+from airflow_mlops_provider.core.names import (
+    CHAMPION,
+    TAG_CURRENT_SHA,
+    TAG_DRIFT_REPORT_URI,
+    TAG_LAST_DRIFT,
+    TAG_LAST_DRIFT_RUN,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    TAG_PIPELINE,
+    TAG_REFERENCE_SHA,
+    TAG_SNAPSHOT_URI,
+)
 from airflow_mlops_provider.core.paths import check_model_name, ensure_within, safe_component
 from airflow_mlops_provider.core.snapshot import Snapshot, SnapshotLike, open_snapshot
 from airflow_mlops_provider.core.storage import Location
@@ -40,7 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TAG = "mlops.snapshot_uri"
 REPORT_JSON = "drift.json"
 REPORT_HTML = "report.html"
 
@@ -89,7 +100,7 @@ class Champion:
     model_uri: str
 
 
-def resolve_champion(settings: TrackingSettings, model_name: str, alias: str = "champion") -> Champion:
+def resolve_champion(settings: TrackingSettings, model_name: str, alias: str = CHAMPION) -> Champion:
     """The version behind ``model_name@alias`` and its training snapshot tag."""
     from mlflow.exceptions import MlflowException
 
@@ -105,7 +116,7 @@ def resolve_champion(settings: TrackingSettings, model_name: str, alias: str = "
         model_name=model_name,
         version=str(mv.version),
         run_id=mv.run_id,
-        snapshot_uri=(mv.tags or {}).get(SNAPSHOT_TAG),
+        snapshot_uri=(mv.tags or {}).get(TAG_SNAPSHOT_URI),
         model_uri=f"models:/{model_name}/{mv.version}",
     )
 
@@ -145,12 +156,12 @@ def run_drift_check(
         if not champion.snapshot_uri:
             raise DriftError(
                 f"Champion version {champion.version} of {champion.model_name!r} has no "
-                f"{SNAPSHOT_TAG!r} tag, so its training data is unknown: pass reference= explicitly"
+                f"{TAG_SNAPSHOT_URI!r} tag, so its training data is unknown: pass reference= explicitly"
             )
         reference = ensure_within(
             artifact_root,
             champion.snapshot_uri,
-            f"reference snapshot (tag {SNAPSHOT_TAG!r}) of {champion.model_name!r} v{champion.version}",
+            f"reference snapshot (tag {TAG_SNAPSHOT_URI!r}) of {champion.model_name!r} v{champion.version}",
         )
     timings: dict[str, float] = {}
     ref_snap = open_snapshot(reference, options)
@@ -275,12 +286,12 @@ def log_to_mlflow(check: DriftCheck, champion: Champion, settings: TrackingSetti
     client = settings.client()
     experiment_id = ensure_experiment(client, f"{pipeline}-monitoring")
     tags = {
-        "mlops.pipeline": pipeline,
-        "mlops.model_name": champion.model_name,
-        "mlops.model_version": champion.version,
-        "mlops.current_sha256": check.current_sha256,
-        "mlops.reference_sha256": check.reference_sha256,
-        "mlops.drift_report_uri": check.report_uri,
+        TAG_PIPELINE: pipeline,
+        TAG_MODEL_NAME: champion.model_name,
+        TAG_MODEL_VERSION: champion.version,
+        TAG_CURRENT_SHA: check.current_sha256,
+        TAG_REFERENCE_SHA: check.reference_sha256,
+        TAG_DRIFT_REPORT_URI: check.report_uri,
     }
     run = client.create_run(experiment_id, tags=tags, run_name=f"drift-{check.current_sha256[:12]}")
     metrics = {"drift": float(check.result.drift), "drift_share": check.result.share}
@@ -298,10 +309,8 @@ def log_to_mlflow(check: DriftCheck, champion: Champion, settings: TrackingSetti
     for i in range(0, len(batch), 500):
         client.log_batch(run.info.run_id, metrics=batch[i : i + 500])
     client.set_terminated(run.info.run_id)
+    client.set_model_version_tag(champion.model_name, champion.version, TAG_LAST_DRIFT_RUN, run.info.run_id)
     client.set_model_version_tag(
-        champion.model_name, champion.version, "mlops.last_drift_run_id", run.info.run_id
-    )
-    client.set_model_version_tag(
-        champion.model_name, champion.version, "mlops.last_drift", json.dumps(check.summary())[:4000]
+        champion.model_name, champion.version, TAG_LAST_DRIFT, json.dumps(check.summary())[:4000]
     )
     return run.info.run_id

@@ -1,8 +1,9 @@
 """Ingestion: S3 / object-storage sources streamed into immutable, content-addressed snapshots.
 
 ``ingest_snapshot`` is the one entry point operators call; the rest are its parts: source
-listing and opening (:mod:`.sources`), format readers (:mod:`.formats`), name safety
-(:mod:`.safety`) and the streaming pipeline itself (:mod:`.run`).
+listing and opening (:mod:`.sources`), format readers (:mod:`.formats`) and the streaming
+pipeline itself (:mod:`.run`). Name safety is :mod:`airflow_mlops_provider.core.paths`, shared
+by every stage.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
 from airflow_mlops_provider.core.ingest.sources import Source, SourceObject
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 
 FORMATS = ("csv", "parquet", "jsonl")
 _EXTENSIONS = {
@@ -38,6 +39,7 @@ _EXTENSIONS = {
     ".json": "jsonl",
 }
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
+DEFAULT_BLOCK_BYTES = 8 << 20
 DEFAULT_NULL_VALUES = (
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null",
@@ -50,8 +52,8 @@ class ReadSpec:
 
     format: str | None = None
     compression: str | None = None
-    block_bytes: int = 8 << 20
-    chunk_rows: int = 128_000
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     csv_options: Mapping[str, Any] | None = None
 
 

@@ -14,23 +14,27 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.ingest.errors import IngestError
-from airflow_mlops_provider.core.ingest.formats import ReadSpec, check_csv_options, read_object
+from airflow_mlops_provider.core.ingest.formats import (
+    DEFAULT_BLOCK_BYTES,
+    ReadSpec,
+    check_csv_options,
+    read_object,
+)
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
-from airflow_mlops_provider.core.split import SplitSpec, parse_split
+from airflow_mlops_provider.core.split import SplitError, SplitSpec, parse_split
 from airflow_mlops_provider.core.storage import Location
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CHUNK_ROWS = 128_000
-DEFAULT_BLOCK_BYTES = 8 << 20
 
 
 def ingest_snapshot(
@@ -69,7 +73,8 @@ def ingest_snapshot(
     if not items:
         raise IngestError("No source given")
     check_csv_options(csv_options)
-    splitter = parse_split(split)
+    with _split_errors_as_ingest_errors():
+        splitter = parse_split(split)
     target = _parse_schema(schema)
     spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)
     options = {"s3_client": s3_client, "storage_options": source_options, "retry": retry}
@@ -80,6 +85,7 @@ def ingest_snapshot(
     log.info("Ingesting %d object(s), %s, from %s", len(listed), _size(progress.total_bytes), ", ".join(uris))
 
     with (
+        _split_errors_as_ingest_errors(),
         tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
         SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer,
     ):
@@ -141,6 +147,15 @@ def ingest_snapshot(
         time.monotonic() - progress.started,
     )
     return ref
+
+
+@contextmanager
+def _split_errors_as_ingest_errors() -> Iterator[None]:
+    """A split that cannot apply to the data is bad ingest input: raise it as :class:`IngestError`."""
+    try:
+        yield
+    except SplitError as err:
+        raise IngestError(str(err)) from err
 
 
 def _parse_schema(schema: Mapping[str, str] | None) -> pa.Schema | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.core.errors import PermanentError
-from airflow_mlops_provider.core.registry import METRIC_MISSING_TARGET
+from airflow_mlops_provider.core.names import METRIC_MISSING_TARGET
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.checkpoints import load_latest_checkpoint, save_checkpoint
 

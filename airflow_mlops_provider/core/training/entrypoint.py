@@ -13,7 +13,6 @@ from typing import Any
 from airflow_mlops_provider.core.training.errors import EntryPointError
 
 _PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
 
 
 def check_entry_point_syntax(entry_point: str) -> tuple[str, str]:

@@ -6,7 +6,8 @@ own the same way: a pydantic model (``extra="forbid"``), named in the pipeline a
 only), because the dag-processor imports it whenever the pipeline file changes. Without a
 schema, a custom entry point's hyperparameters are passed as they are.
 
-This module imports only pydantic: the pipeline config validates with it at parse time.
+This module imports only pydantic (and the stdlib-only :mod:`~airflow_mlops_provider.core.names`):
+the pipeline config validates with it at parse time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import importlib
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-BUILTIN_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
+from airflow_mlops_provider.core.names import DEFAULT_ENTRY_POINT
 
 
 class TabularHyperparameters(BaseModel):
@@ -44,7 +45,7 @@ def schema_for(entry_point: str, declared: str | None) -> type[BaseModel] | None
     """The hyperparameter schema of ``entry_point``: declared (``"module:Model"``), built-in, or none."""
     if declared is not None:
         return load_schema(declared)
-    return TabularHyperparameters if entry_point == BUILTIN_ENTRY_POINT else None
+    return TabularHyperparameters if entry_point == DEFAULT_ENTRY_POINT else None
 
 
 def load_schema(reference: str) -> type[BaseModel]:

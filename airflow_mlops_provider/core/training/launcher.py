@@ -35,18 +35,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops_provider.core.names import (
+    TAG_PIPELINE,
+    TAG_RDZV_ID,
+    TAG_SNAPSHOT_SHA,
+    TAG_SNAPSHOT_URI,
+    TAG_TRAINING_CONFIG,
+)
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.entrypoint import check_entry_point_static
 from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
-
-TAG_PIPELINE = "mlops.pipeline"
-TAG_SNAPSHOT_URI = "mlops.snapshot_uri"
-TAG_SNAPSHOT_SHA = "mlops.snapshot_sha256"
-TAG_CONFIG_HASH = "mlops.training_config_hash"
-TAG_RDZV_ID = "mlops.rdzv_id"
 
 
 class TorchrunLauncher:
@@ -116,7 +117,7 @@ class TorchrunLauncher:
             TAG_PIPELINE: job.pipeline,
             TAG_SNAPSHOT_URI: snap.location.uri,
             TAG_SNAPSHOT_SHA: snap.ref.sha256,
-            TAG_CONFIG_HASH: config_hash,
+            TAG_TRAINING_CONFIG: config_hash,
         }
         run_id = self._create_run(client, experiment_id, tags, params, snap)
         self.log(f"MLflow run {run_id} in experiment {experiment_id} ({self.settings.display_uri})")

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops_provider.core.names import TAG_BACKEND
 from airflow_mlops_provider.core.training.procutil import set_parent_death_signal
 
 AGENT_PID_ENV = "MLOPS_TORCHRUN_PID"
@@ -74,7 +75,7 @@ def run(job: dict[str, Any], rank: int) -> None:
             from mlflow import MlflowClient
 
             client = MlflowClient()
-            client.set_tag(job["run_id"], "mlops.backend", backend)
+            client.set_tag(job["run_id"], TAG_BACKEND, backend)
         storage_options = json.loads(os.environ.get(STORAGE_OPTIONS_ENV) or "{}")
         ctx = TrainingContext(
             rank=rank,

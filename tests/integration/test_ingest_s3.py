@@ -18,6 +18,8 @@ from airflow_mlops_provider.core.snapshot import open_snapshot
 from airflow_mlops_provider.core.storage import Location
 from tests.unit.ingest_support import csv_bytes, jsonl_bytes, parquet_bytes, published_files, sample
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def staging(tmp_path, monkeypatch):

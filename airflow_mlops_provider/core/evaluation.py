@@ -23,6 +23,7 @@ import numpy as np
 
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER, TASK_METRICS
+from airflow_mlops_provider.core.payloads import ChampionScores, Evaluation
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,7 +203,7 @@ def evaluate_challenger_and_champion(
     storage_options: Mapping[str, Any] | None = None,
     champion_version: str | None = None,
     loader: Callable[[str, TrackingSettings], Model] | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Evaluate the challenger (a training result dict) and the champion on one snapshot split.
 
     The champion is the version under the ``champion`` alias now (or ``champion_version`` when
@@ -233,7 +234,7 @@ def evaluate_challenger_and_champion(
         champion_version = None if version is None else str(version.version)
     else:
         version = registry.get_version(client, model_name, champion_version)
-    champion = None
+    champion: ChampionScores | None = None
     if champion_version is not None:
         try:
             champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
@@ -251,12 +252,12 @@ def evaluate_challenger_and_champion(
                 f"({challenger_model.task}): they cannot be compared"
             )
         champion_scored = evaluate_frame(champion_model, frame, metrics, slices)
-        champion = {
-            "version": str(champion_version),
-            "run_id": version.run_id,
-            "metrics": champion_scored["metrics"],
-            "slices": champion_scored["slices"],
-        }
+        champion = ChampionScores(
+            version=str(champion_version),
+            run_id=version.run_id,
+            metrics=champion_scored["metrics"],
+            slices=champion_scored["slices"],
+        )
     return {
         "model_name": model_name,
         "task": challenger_model.task,

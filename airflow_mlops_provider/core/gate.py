@@ -18,6 +18,7 @@ Rules, in order:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -188,7 +189,7 @@ def _better_by(metric: str, challenger: float, champion: float) -> float:
     return challenger - champion if HIGHER_IS_BETTER[metric] else champion - challenger
 
 
-def decide(evaluation: dict[str, Any], config: GateConfig | dict[str, Any]) -> GateResult:
+def decide(evaluation: Mapping[str, Any], config: GateConfig | dict[str, Any]) -> GateResult:
     """Apply ``config`` to an evaluation dict (``{"task", "challenger": {...}, "champion": {...}|None}``)."""
     config = config if isinstance(config, GateConfig) else GateConfig.model_validate(config)
     task = evaluation.get("task") or ""

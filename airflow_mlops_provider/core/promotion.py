@@ -21,6 +21,7 @@ from airflow_mlops_provider.core.decision_record import DecisionRecord, load_rec
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.gate import GateConfig, decide
 from airflow_mlops_provider.core.paths import check_model_name
+from airflow_mlops_provider.core.payloads import Decision, Evaluation, PromotionResult
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.core.evaluation import Model
@@ -56,7 +57,7 @@ def gate_and_register(
     trigger: Mapping[str, Any] | None = None,
     validation: Mapping[str, Any] | None = None,
     loader: Loader | None = None,
-) -> dict[str, Any]:
+) -> Decision:
     """Decide on the challenger of ``evaluation``, register it and record the decision; returns a summary.
 
     The summary (small, JSON) is what :func:`promote` and the approval form need: verdict,
@@ -146,7 +147,7 @@ def _store(client: Any, record: DecisionRecord, artifact_uri: str, known_tags: M
 
 def summary(
     record: DecisionRecord, uri: str, evaluation: Mapping[str, Any], run_artifact_uri: str
-) -> dict[str, Any]:
+) -> Decision:
     """The small dict a gate task returns (XCom): enough to promote, approve or re-evaluate."""
     return {
         "verdict": record.verdict,
@@ -199,7 +200,7 @@ def promote(
     loader: Loader | None = None,
     reevaluate: bool = True,
     max_attempts: int = 3,
-) -> dict[str, Any]:
+) -> PromotionResult:
     """Move ``champion`` to the decided version. Call it serialised per model (one-slot pool).
 
     Returns ``{"promoted": bool, "status", "version", "champion", "previous_champion",
@@ -261,7 +262,9 @@ def promote(
                 {"at": registry.now_iso(), "event": str(changed), "previous_verdict": record.verdict,
                  "previous_reasons": record.reasons, "previous_champion": record.champion}
             )  # fmt: skip
-            record.champion, record.champion_version_at_eval = evaluation["champion"], changed.current
+            champion = evaluation["champion"]
+            record.champion = None if champion is None else dict(champion)
+            record.champion_version_at_eval = changed.current
             record.verdict, record.reasons = result.verdict, [f"re-evaluated: {changed}", *result.reasons]
             record.checks, record.previous_champion = result.to_dict()["checks"], changed.current
             if not result.passed:
@@ -307,7 +310,7 @@ def _reevaluate(
     champion_version: str,
     storage_options: Mapping[str, Any] | None,
     load: Loader,
-) -> dict[str, Any]:
+) -> Evaluation:
     from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
 
     spec = decision.get("reevaluate") or {}
@@ -339,7 +342,7 @@ def _changes_already_made(client: Any, model_name: str, version: str) -> list[re
 
 def _result(
     record: DecisionRecord, promoted: bool, changes: list[dict[str, Any]], uri: str
-) -> dict[str, Any]:
+) -> PromotionResult:
     return {
         "promoted": promoted,
         "status": record.status,

@@ -140,7 +140,7 @@ def _in_environment(method: _F) -> _F:
 
 
 @functools.cache
-def _settings_client_class() -> type[MlflowClient]:
+def _settings_client_class() -> Callable[[TrackingSettings], MlflowClient]:
     """``MlflowClient`` whose public methods run inside :meth:`TrackingSettings.environment`."""
     from mlflow import MlflowClient
 

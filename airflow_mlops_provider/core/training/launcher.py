@@ -42,6 +42,7 @@ from airflow_mlops_provider.core.names import (
     TAG_SNAPSHOT_URI,
     TAG_TRAINING_CONFIG,
 )
+from airflow_mlops_provider.core.payloads import TrainingResult
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.entrypoint import check_entry_point_static
 from airflow_mlops_provider.core.training.errors import TrainingError
@@ -72,7 +73,7 @@ class TorchrunLauncher:
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process (identity-checked before a kill)
 
     # --- the whole job --------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> TrainingResult:
         """Preflight, create the MLflow run, train under torchrun and return the result dict."""
         from airflow_mlops_provider.core.snapshot import SnapshotError, open_snapshot
         from airflow_mlops_provider.core.tracking import check_reachable, ensure_experiment
@@ -353,7 +354,7 @@ def run_training(
     settings: Any,
     storage_options: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> TrainingResult:
     """Convenience wrapper: run ``job`` to completion and return the result dict."""
     return TorchrunLauncher(job, settings, storage_options, log).run()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops_provider.core import registry
+from airflow_mlops_provider.core import names, registry
 from airflow_mlops_provider.core.decision_record import load_record
 from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
 from airflow_mlops_provider.core.model_io import load_model
@@ -62,7 +62,7 @@ def race(models: Models, index: int, loader: Callable[..., Any]) -> dict[str, An
     settings, name = models.settings, new_model_name("race")
     client = settings.client()
     seed = registry.register_version(client, name, models.weak)
-    registry.set_alias_verified(client, name, registry.CHAMPION, seed.version)
+    registry.set_alias_verified(client, name, names.CHAMPION, seed.version)
     pool_slot = threading.Lock()  # the one-slot pool of this model
     ready = threading.Barrier(2)
     first_done = threading.Event()
@@ -96,7 +96,7 @@ def race(models: Models, index: int, loader: Callable[..., Any]) -> dict[str, An
     return {
         "name": name,
         "order": log,
-        "champion": registry.alias_number(client, name, registry.CHAMPION),
+        "champion": registry.alias_number(client, name, names.CHAMPION),
         "better_version": outcome["better"]["version"],
         "outcome": outcome,
     }

@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": _MLOPS, "python-modules": _operator_modules()},
         ],
         "extra-links": _extra_links(),
+        "notifications": [f"airflow_mlops_provider.notifications.{path}" for path in NOTIFIERS],
         "connection-types": [
             {
                 "hook-class-name": "airflow_mlops_provider.hooks.mlflow.MlflowHook",
@@ -94,7 +95,10 @@ def _extra_links() -> list[str]:
 
 
 OPERATOR_MODULES: tuple[str, ...] = (
+    "base",
+    "trigger",
     "ingest",
+    "champion",
     "validate",
     "score",
     "drift",
@@ -103,4 +107,5 @@ OPERATOR_MODULES: tuple[str, ...] = (
     "promote",
     "approve",
 )
+NOTIFIERS: tuple[str, ...] = ("pipeline.PipelineNotifier",)
 EXTRA_LINKS: tuple[str, ...] = ("mlflow.MlflowRunLink", "mlflow.MlflowModelVersionLink", "report.ReportLink")

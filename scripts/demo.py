@@ -15,7 +15,7 @@ table, bundled with scikit-learn, nothing downloaded):
 
 Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
 wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
-after consuming the pending events the way the scheduler does (``factory.local``).
+after consuming the pending events the way the scheduler does (``testing.local_runs``).
 
 A successful loop prints no error line: the demo runs in a child process whose output it
 echoes, and fails when a run that otherwise succeeded printed one.
@@ -138,7 +138,7 @@ class Demo:
         self.retrain = bag.dags[f"retrain_{PIPELINE}"]
         self.monitor = bag.dags[f"monitor_{PIPELINE}"]
         print(f"Parsed {len(bag.dags)} DAGs from dags/pipelines/*.yaml: {', '.join(sorted(bag.dags))}")
-        from airflow_mlops_provider.factory.local import ensure_pools
+        from airflow_mlops_provider.testing.local_runs import ensure_pools
 
         for pool in ensure_pools(*bag.dags.values()):
             print(f"Created the one-slot pool {pool} (promotions of one model never overlap)")
@@ -248,13 +248,13 @@ class Demo:
         return path.as_uri()
 
     def _post(self, asset: str, extra: dict[str, Any]) -> None:
-        from airflow_mlops_provider.factory.local import post_asset_event
+        from airflow_mlops_provider.testing.local_runs import post_asset_event
 
         post_asset_event(asset, extra)
         print(f"  posted an asset event for {asset}")
 
     def _asset_triggered(self, dag: Any, assets: list[str]) -> Any:
-        from airflow_mlops_provider.factory.local import run_asset_triggered
+        from airflow_mlops_provider.testing.local_runs import run_asset_triggered
 
         return run_asset_triggered(dag, assets)
 

@@ -6,12 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_mlops_provider.core import names
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.links.report import ReportLink
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 
-class DriftOperator(BaseOperator):
+class DetectDriftOperator(MlopsBaseOperator):
     """Compare a current snapshot with a reference snapshot, column by column.
 
     Writes ``drift.json`` and ``report.html`` (per-column plots, statistic, p-value, threshold,
@@ -27,7 +30,7 @@ class DriftOperator(BaseOperator):
     :param current: snapshot reference dict of the live window (e.g. the ingest result). Templated.
     :param reference: snapshot reference dict; None: the champion's training snapshot, from the
         ``mlops.snapshot_uri`` tag of ``model_name@champion``. Templated.
-    :param predictions: the :class:`BatchScoreOperator` result, for prediction drift. Templated.
+    :param predictions: the :class:`ScoreBatchOperator` result, for prediction drift. Templated.
     :param model_name: registered model whose champion gives the reference and receives the
         metrics. Templated.
     :param config: :class:`airflow_mlops_provider.core.drift.DriftConfig` fields (tests,
@@ -38,14 +41,12 @@ class DriftOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
         "current",
         "reference",
         "predictions",
         "model_name",
         "config",
-        "artifact_root",
-        "pipeline",
-        "aws_conn_id",
     )
     template_fields_renderers = {
         "current": "json",
@@ -55,6 +56,8 @@ class DriftOperator(BaseOperator):
     }
     operator_extra_links = (ReportLink(),)
     ui_color = "#fdebd0"
+    # An invalid drift config is a plain ValueError.
+    permanent_errors = (PermanentError, ValueError)
 
     def __init__(
         self,
@@ -68,11 +71,9 @@ class DriftOperator(BaseOperator):
         config: Mapping[str, Any] | None = None,
         current_split: str | None = None,
         reference_split: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
-        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
         self.current = current
         self.reference = reference
         self.predictions = predictions
@@ -80,39 +81,23 @@ class DriftOperator(BaseOperator):
         self.config = dict(config or {})
         self.current_split = current_split
         self.reference_split = reference_split
-        self.artifact_root = artifact_root
-        self.pipeline = pipeline
-        self.mlflow_conn_id = mlflow_conn_id
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk import Asset
+        from airflow_mlops_provider.core.drift import run_drift_check
 
-        from airflow_mlops_provider.core.drift import DriftError, run_drift_check
-        from airflow_mlops_provider.core.snapshot import SnapshotError
-        from airflow_mlops_provider.operators.storage import storage_options
-
-        settings = None
-        if self.model_name:
-            from airflow_mlops_provider.hooks.mlflow import MlflowHook
-
-            settings = MlflowHook(self.mlflow_conn_id).settings
-        try:
-            check = run_drift_check(
-                self.current,
-                self.reference,
-                artifact_root=self.artifact_root,
-                pipeline=self.pipeline,
-                config=self.config,
-                current_split=self.current_split,
-                reference_split=self.reference_split,
-                predictions=self.predictions,
-                model_name=self.model_name,
-                settings=settings,
-                storage_options=storage_options(self.artifact_root, self.aws_conn_id),
-            )
-        except (DriftError, SnapshotError, ValueError) as err:
-            raise AirflowFailException(str(err)) from err
+        check = run_drift_check(
+            self.current,
+            self.reference,
+            artifact_root=self.artifact_root,
+            pipeline=self.pipeline,
+            config=self.config,
+            current_split=self.current_split,
+            reference_split=self.reference_split,
+            predictions=self.predictions,
+            model_name=self.model_name,
+            settings=self.mlflow_settings() if self.model_name else None,
+            storage_options=self.storage_options(),
+        )
         summary = check.summary()
         _log_columns(self, check)
         _emit_stats(self.pipeline, check)
@@ -123,9 +108,7 @@ class DriftOperator(BaseOperator):
                 f"No drift ({summary['share']:.1%} of columns drifted): no drift asset event; "
                 f"report {check.report_uri}"
             )
-        for outlet in self.outlets or []:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = summary
+        self.emit_asset_events(context, summary)
         self.log.warning("Drift in %s: report %s", ", ".join(check.result.drifted_columns), check.report_uri)
         return summary
 
@@ -150,8 +133,11 @@ def _emit_stats(pipeline: str, check: Any) -> None:
     from airflow.sdk.observability import stats
 
     tags = {"pipeline": pipeline}
-    stats.gauge("mlops.drift.share", check.result.share, tags=tags)
-    stats.gauge("mlops.drift.detected", int(check.result.drift), tags=tags)
-    stats.gauge("mlops.drift.columns", len(check.result.drifted_columns), tags=tags)
-    stats.gauge("mlops.drift.unknown_columns", len(check.result.unknown_columns), tags=tags)
-    stats.timing("mlops.drift.duration", check.timings.get("features_s", 0.0) * 1000.0, tags=tags)
+    stats.gauge(names.STAT_DRIFT_SHARE, check.result.share, tags=tags)
+    stats.gauge(names.STAT_DRIFT_DETECTED, int(check.result.drift), tags=tags)
+    stats.gauge(names.STAT_DRIFT_COLUMNS, len(check.result.drifted_columns), tags=tags)
+    stats.gauge(names.STAT_DRIFT_UNKNOWN, len(check.result.unknown_columns), tags=tags)
+    stats.timing(names.STAT_DRIFT_DURATION, check.timings.get("features_s", 0.0) * 1000.0, tags=tags)
+
+
+__getattr__ = renamed(__name__, {"DriftOperator": DetectDriftOperator})

@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class EvaluateOperator(BaseOperator):
+class EvaluateChallengerOperator(MlopsBaseOperator):
     """Evaluate the challenger (a training result) and the ``champion`` model version on one split.
 
     Both models are loaded from MLflow without unpickling and scored on ``split`` of
@@ -36,7 +35,15 @@ class EvaluateOperator(BaseOperator):
     :param slices: slice columns.
     """
 
-    template_fields: Sequence[str] = ("challenger", "snapshot", "split", "model_name", "metrics", "slices")
+    template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
+        "challenger",
+        "snapshot",
+        "split",
+        "model_name",
+        "metrics",
+        "slices",
+    )
     template_fields_renderers = {"challenger": "json", "snapshot": "json"}
     ui_color = "#e8f0fe"
 
@@ -49,8 +56,6 @@ class EvaluateOperator(BaseOperator):
         split: str | None = "test",
         metrics: Sequence[str] | None = None,
         slices: Sequence[str | Mapping[str, Any]] = (),
-        mlflow_conn_id: str = "mlflow_default",
-        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -60,30 +65,21 @@ class EvaluateOperator(BaseOperator):
         self.model_name = model_name
         self.metrics = metrics
         self.slices = slices
-        self.mlflow_conn_id = mlflow_conn_id
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
-        from airflow_mlops_provider.core.paths import UnsafeNameError
-        from airflow_mlops_provider.core.registry import RegistryRejected
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
-        from airflow_mlops_provider.operators.storage import storage_options
 
         uri = self.snapshot if isinstance(self.snapshot, str) else self.snapshot["uri"]
-        try:
-            result = evaluate_challenger_and_champion(
-                challenger=self.challenger,
-                snapshot=self.snapshot,
-                split=self.split,
-                model_name=self.model_name,
-                settings=MlflowHook(self.mlflow_conn_id).settings,
-                metrics=list(self.metrics) if self.metrics else None,
-                slices=list(self.slices or ()),
-                storage_options=storage_options(uri, self.aws_conn_id),
-            )
-        except (UnsafeNameError, RegistryRejected) as err:  # retrying cannot fix either
-            raise AirflowFailException(str(err)) from err
+        result = evaluate_challenger_and_champion(
+            challenger=self.challenger,
+            snapshot=self.snapshot,
+            split=self.split,
+            model_name=self.model_name,
+            settings=self.mlflow_settings(),
+            metrics=list(self.metrics) if self.metrics else None,
+            slices=list(self.slices or ()),
+            storage_options=self.storage_options(uri),
+        )
         champion = result["champion"]
         self.log.info(
             "Challenger %s: %s; champion %s: %s",
@@ -93,3 +89,6 @@ class EvaluateOperator(BaseOperator):
             None if champion is None else champion["metrics"],
         )
         return result
+
+
+__getattr__ = renamed(__name__, {"EvaluateOperator": EvaluateChallengerOperator})

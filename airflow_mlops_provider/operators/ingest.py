@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 
-class IngestOperator(BaseOperator):
+class IngestSnapshotOperator(MlopsBaseOperator):
     """Read one object, a prefix or a glob (CSV, Parquet, JSON Lines; gzip too) into a snapshot.
 
     :param source: ``s3://bucket/key``, ``s3://bucket/prefix/``, ``s3://bucket/day=*/part-*.csv.gz``,
@@ -39,13 +39,11 @@ class IngestOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
         "source",
-        "artifact_root",
-        "pipeline",
         "format",
         "schema",
         "split",
-        "aws_conn_id",
     )
     template_fields_renderers = {"split": "json", "schema": "json"}
     ui_color = "#d7ecf9"
@@ -61,16 +59,13 @@ class IngestOperator(BaseOperator):
         schema: Mapping[str, str] | None = None,
         csv_options: Mapping[str, Any] | None = None,
         split: Mapping[str, Any] | None = None,
-        chunk_rows: int = 128_000,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
         block_mb: float = 8,
-        aws_conn_id: str | None = "aws_default",
         connect_attempts: int = 3,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
         self.source = source
-        self.artifact_root = artifact_root
-        self.pipeline = pipeline
         self.format = format
         self.compression = compression
         self.schema = schema
@@ -78,15 +73,12 @@ class IngestOperator(BaseOperator):
         self.split = split
         self.chunk_rows = chunk_rows
         self.block_mb = block_mb
-        self.aws_conn_id = aws_conn_id
         self.connect_attempts = connect_attempts
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops_provider.core.ingest import IngestError, ingest_snapshot
+        from airflow_mlops_provider.core.ingest import ingest_snapshot
         from airflow_mlops_provider.core.ingest.sources import RetryPolicy
-        from airflow_mlops_provider.core.paths import UnsafeNameError
         from airflow_mlops_provider.core.storage import Location
-        from airflow_mlops_provider.operators.storage import storage_options
 
         sources = list(self.source) if isinstance(self.source, list | tuple) else [self.source]
         s3_client = None
@@ -95,45 +87,24 @@ class IngestOperator(BaseOperator):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
             s3_client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        root = Location(self.artifact_root, storage_options(self.artifact_root, self.aws_conn_id))
-        try:
-            ref = ingest_snapshot(
-                sources,
-                root,
-                self.pipeline,
-                format=self.format,
-                compression=self.compression,
-                schema=self.schema,
-                csv_options=self.csv_options,
-                split=self.split,
-                chunk_rows=self.chunk_rows,
-                block_bytes=int(self.block_mb * 2**20),
-                s3_client=s3_client,
-                retry=RetryPolicy(attempts=self.connect_attempts),
-                manifest_extra={"producing_run": _producing_run(context)},
-            )
-        except (IngestError, UnsafeNameError) as err:
-            raise AirflowFailException(str(err)) from err
+        ref = ingest_snapshot(
+            sources,
+            Location(self.artifact_root, self.storage_options()),
+            self.pipeline,
+            format=self.format,
+            compression=self.compression,
+            schema=self.schema,
+            csv_options=self.csv_options,
+            split=self.split,
+            chunk_rows=self.chunk_rows,
+            block_bytes=int(self.block_mb * 2**20),
+            s3_client=s3_client,
+            retry=RetryPolicy(attempts=self.connect_attempts),
+            manifest_extra={"producing_run": self.run_info(context)},
+        )
         result = ref.to_dict()
-        _emit_asset_events(self, context, {"snapshot": result})
+        self.emit_asset_events(context, {"snapshot": result})
         return result
 
 
-def _producing_run(context: Any) -> dict[str, Any]:
-    ti = context.get("ti")
-    dag_run = context.get("dag_run")
-    return {
-        "dag_id": getattr(ti, "dag_id", None),
-        "run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
-        "task_id": getattr(ti, "task_id", None),
-        "map_index": getattr(ti, "map_index", -1),
-        "try_number": getattr(ti, "try_number", None),
-    }
-
-
-def _emit_asset_events(operator: BaseOperator, context: Any, extra: dict[str, Any]) -> None:
-    from airflow.sdk import Asset
-
-    for outlet in operator.outlets or []:
-        if isinstance(outlet, Asset):
-            context["outlet_events"][outlet].extra = extra
+__getattr__ = renamed(__name__, {"IngestOperator": IngestSnapshotOperator})

@@ -4,16 +4,16 @@ Task order in a retraining DAG (the factory wires it)::
 
     evaluate ─► gate ─► [approve (HITL, optional)] ─► promote
 
-* :class:`GateOperator` applies the gate, registers the challenger once (found by its
+* :class:`GateChallengerOperator` applies the gate, registers the challenger once (found by its
   ``mlops.source_run_id`` tag on retries), verifies its artifacts, points ``challenger`` at it
   and stores the decision record. It never moves ``champion``.
-* :class:`PromoteOperator` moves ``champion`` (keeping ``previous_champion``). It must run in the
+* :class:`PromoteModelOperator` moves ``champion`` (keeping ``previous_champion``). It must run in the
   model's one-slot pool (:func:`promotion_pool`) so that promotions of one model never overlap:
   MLflow's alias update is last-writer-wins, with no compare-and-set. Inside the slot it checks
   the champion is still the one the decision was made against; if it moved, the challenger is
   re-evaluated against the new champion on the same snapshot, and promoted only if it still
   passes.
-* :class:`RollbackOperator` moves ``champion`` back to ``previous_champion``, recording why; it
+* :class:`RollbackChampionOperator` moves ``champion`` back to ``previous_champion``, recording why; it
   belongs in the same pool.
 
 Parse time stays light: mlflow and the core modules are imported inside ``execute()``.
@@ -25,12 +25,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.registry import RegistryError
 from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink, model_version_url
 from airflow_mlops_provider.links.report import ReportLink
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,7 +70,7 @@ def _links(context: Context, settings: Any, model_name: str, version: str, run_i
     ReportLink.persist(context, record_page)
 
 
-class GateOperator(BaseOperator, SkipMixin):
+class GateChallengerOperator(MlopsBaseOperator, SkipMixin):
     """Decide whether the challenger may replace the champion; register it and record why.
 
     The gate (``core.gate.GateConfig``): ``thresholds`` (absolute bounds), ``primary_metric`` with
@@ -76,7 +78,7 @@ class GateOperator(BaseOperator, SkipMixin):
     ``slice_max_regression`` tolerances, ``require_approval``. The first model of a pipeline (no
     champion) needs only the thresholds; NaN or missing metrics reject.
 
-    Returns the decision summary (also what :class:`PromoteOperator` and the approval form read)::
+    Returns the decision summary (also what :class:`PromoteModelOperator` and the approval form read)::
 
         {"verdict": "pass"|"fail", "status", "model_name", "version", "source_run_id", "reasons",
          "record_uri", "run_artifact_uri", "champion_version_at_eval", "require_approval", "gate",
@@ -96,7 +98,14 @@ class GateOperator(BaseOperator, SkipMixin):
     :param on_fail: ``"fail"`` or ``"skip"``.
     """
 
-    template_fields: Sequence[str] = ("evaluation", "gate", "trigger", "validation", "pipeline", "model_name")
+    template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
+        "evaluation",
+        "gate",
+        "trigger",
+        "validation",
+        "model_name",
+    )
     template_fields_renderers = {
         "evaluation": "json",
         "gate": "json",
@@ -105,6 +114,8 @@ class GateOperator(BaseOperator, SkipMixin):
     }
     operator_extra_links = (MlflowModelVersionLink(), ReportLink())
     ui_color = "#fff4d6"
+    # A gate config naming unknown metrics is a plain ValueError (pydantic's too).
+    permanent_errors = (PermanentError, ValueError)
 
     def __init__(
         self,
@@ -113,9 +124,7 @@ class GateOperator(BaseOperator, SkipMixin):
         gate: Mapping[str, Any] | None = None,
         trigger: Any = None,
         validation: Any = None,
-        pipeline: str | None = None,
         model_name: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
         on_fail: str = "fail",
         **kwargs: Any,
     ) -> None:
@@ -124,35 +133,25 @@ class GateOperator(BaseOperator, SkipMixin):
         self.gate = gate
         self.trigger = trigger
         self.validation = validation
-        self.pipeline = pipeline
         self.model_name = model_name
-        self.mlflow_conn_id = mlflow_conn_id
         self.on_fail = _check_on_fail(on_fail)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops_provider.core.paths import UnsafeNameError
         from airflow_mlops_provider.core.promotion import gate_and_register
-        from airflow_mlops_provider.core.registry import RegistryRejected
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
 
         if self.model_name and self.evaluation.get("model_name") != self.model_name:
             raise AirflowFailException(
                 f"evaluation is for model {self.evaluation.get('model_name')!r}, not {self.model_name!r}"
             )
-        settings = MlflowHook(self.mlflow_conn_id).settings
-        try:
-            decision = gate_and_register(
-                settings,
-                self.evaluation,
-                dict(self.gate or {}),
-                pipeline=self.pipeline,
-                trigger=self.trigger if isinstance(self.trigger, Mapping) else None,
-                validation=self.validation if isinstance(self.validation, Mapping) else None,
-            )
-        except (UnsafeNameError, RegistryRejected) as err:  # retrying cannot fix either
-            raise AirflowFailException(str(err)) from err
-        except ValueError as err:  # a gate config that names unknown metrics: retrying will not help
-            raise AirflowFailException(f"gate config: {err}") from err
+        settings = self.mlflow_settings()
+        decision = gate_and_register(
+            settings,
+            self.evaluation,
+            dict(self.gate or {}),
+            pipeline=self.pipeline,
+            trigger=self.trigger if isinstance(self.trigger, Mapping) else None,
+            validation=self.validation if isinstance(self.validation, Mapping) else None,
+        )
         name, version = decision["model_name"], decision["version"]
         _links(context, settings, name, version, decision["source_run_id"])
         context["ti"].xcom_push(key=DECISION_MARKDOWN_KEY, value=decision["markdown"])
@@ -176,7 +175,7 @@ class GateOperator(BaseOperator, SkipMixin):
         return decision
 
 
-class PromoteOperator(BaseOperator):
+class PromoteModelOperator(MlopsBaseOperator):
     """Move ``champion`` to the version a passing gate registered; keep the old one as ``previous_champion``.
 
     Run it in the model's one-slot pool (``pool=promotion_pool(model_name)``). Re-running it
@@ -196,7 +195,7 @@ class PromoteOperator(BaseOperator):
     :param approval: the HITL approval task's result (XComArg), optional.
     """
 
-    template_fields: Sequence[str] = ("decision", "approval")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "decision", "approval")
     template_fields_renderers = {"decision": "json", "approval": "json"}
     operator_extra_links = (MlflowModelVersionLink(), ReportLink())
     ui_color = "#d7f5dd"
@@ -206,16 +205,12 @@ class PromoteOperator(BaseOperator):
         *,
         decision: Any,
         approval: Any = None,
-        mlflow_conn_id: str = "mlflow_default",
-        aws_conn_id: str | None = "aws_default",
         on_fail: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.decision = decision
         self.approval = approval
-        self.mlflow_conn_id = mlflow_conn_id
-        self.aws_conn_id = aws_conn_id
         self.on_fail = _check_on_fail(on_fail)
 
     def _find_approval(self, context: Context) -> Mapping[str, Any] | None:
@@ -228,24 +223,15 @@ class PromoteOperator(BaseOperator):
         return None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops_provider.core.promotion import PromotionRefused, promote
-        from airflow_mlops_provider.core.registry import RegistryRejected
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
-        from airflow_mlops_provider.operators.storage import storage_options
+        from airflow_mlops_provider.core.promotion import promote
 
         decision = self.decision
-        settings = MlflowHook(self.mlflow_conn_id).settings
+        settings = self.mlflow_settings()
         snapshot_uri = (decision.get("reevaluate") or {}).get("snapshot") or ""
         approval = self._find_approval(context) if decision.get("require_approval") else None
-        try:
-            result = promote(
-                settings,
-                decision,
-                approval=approval,
-                storage_options=storage_options(snapshot_uri, self.aws_conn_id),
-            )
-        except (PromotionRefused, RegistryRejected) as err:
-            raise AirflowFailException(str(err)) from err
+        result = promote(
+            settings, decision, approval=approval, storage_options=self.storage_options(snapshot_uri)
+        )
         _links(context, settings, result["model_name"], result["version"], decision.get("source_run_id"))
         if not result["promoted"]:
             message = (
@@ -261,17 +247,11 @@ class PromoteOperator(BaseOperator):
             result["version"],
             result["alias_changes"] or "none, already champion",
         )
-        _emit(context, self.outlets, result)
+        self.emit_asset_events(context, result)
         return result
 
 
-def _emit(context: Context, outlets: Sequence[Any] | None, extra: dict[str, Any]) -> None:
-    for outlet in outlets or []:
-        if isinstance(outlet, Asset):
-            context["outlet_events"][outlet].extra = extra
-
-
-class RollbackOperator(BaseOperator):
+class RollbackChampionOperator(MlopsBaseOperator):
     """Move ``champion`` back to ``previous_champion``, recording the reason on the model.
 
     ``previous_champion`` then points at the version that one had replaced (or is removed), so a
@@ -286,9 +266,11 @@ class RollbackOperator(BaseOperator):
     :param actor: who asked (default: the user who triggered the run, when known).
     """
 
-    template_fields: Sequence[str] = ("model_name", "reason", "actor")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_name", "reason", "actor")
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fde0dc"
+    # No champion or no previous one (RegistryError), no reason (ValueError): a retry cannot help.
+    permanent_errors = (PermanentError, RegistryError, ValueError)
 
     def __init__(
         self,
@@ -296,35 +278,26 @@ class RollbackOperator(BaseOperator):
         model_name: str,
         reason: str,
         actor: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_name = model_name
         self.reason = reason
         self.actor = actor
-        self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops_provider.core import registry
         from airflow_mlops_provider.core.promotion import rollback_champion
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
 
-        settings = MlflowHook(self.mlflow_conn_id).settings
+        settings = self.mlflow_settings()
         dag_run = context["dag_run"]
         actor = self.actor or getattr(dag_run, "triggering_user_name", None)
-        try:
-            done = rollback_champion(
-                settings,
-                self.model_name,
-                reason=str(self.reason),
-                request_id=f"{dag_run.dag_id}/{dag_run.run_id}",
-                actor=actor,
-            )
-        except (registry.RegistryUnavailable, registry.ArtifactVerificationError):
-            raise  # transient: a retry completes the rollback
-        except (registry.RegistryError, ValueError) as err:  # no champion, no previous one, no reason
-            raise AirflowFailException(str(err)) from err
+        done = rollback_champion(
+            settings,
+            self.model_name,
+            reason=str(self.reason),
+            request_id=f"{dag_run.dag_id}/{dag_run.run_id}",
+            actor=actor,
+        )
         MlflowModelVersionLink.persist(
             context, model_version_url(settings.browser_url, self.model_name, done["to_version"])
         )
@@ -335,5 +308,15 @@ class RollbackOperator(BaseOperator):
             done["to_version"],
             done["reason"],
         )
-        _emit(context, self.outlets, done)
+        self.emit_asset_events(context, done)
         return done
+
+
+__getattr__ = renamed(
+    __name__,
+    {
+        "GateOperator": GateChallengerOperator,
+        "PromoteOperator": PromoteModelOperator,
+        "RollbackOperator": RollbackChampionOperator,
+    },
+)

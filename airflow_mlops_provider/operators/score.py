@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow_mlops_provider.core.names import CHAMPION
+from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink, model_version_url
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
-from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink
 
-
-class BatchScoreOperator(BaseOperator):
+class ScoreBatchOperator(MlopsBaseOperator):
     """Load ``model_name@alias`` from the MLflow registry (no unpickling) and score a snapshot.
 
     :param snapshot: snapshot reference dict (an upstream task's XCom, e.g. the ingest result)
@@ -28,13 +27,11 @@ class BatchScoreOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
         "snapshot",
         "model_name",
         "alias",
         "split",
-        "artifact_root",
-        "pipeline",
-        "aws_conn_id",
     )
     template_fields_renderers = {"snapshot": "json"}
     operator_extra_links = (MlflowModelVersionLink(),)
@@ -47,44 +44,30 @@ class BatchScoreOperator(BaseOperator):
         model_name: str,
         artifact_root: str,
         pipeline: str,
-        alias: str = "champion",
+        alias: str = CHAMPION,
         split: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
-        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
         self.snapshot = snapshot
         self.model_name = model_name
         self.alias = alias
         self.split = split
-        self.artifact_root = artifact_root
-        self.pipeline = pipeline
-        self.mlflow_conn_id = mlflow_conn_id
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops_provider.core.paths import UnsafeNameError
-        from airflow_mlops_provider.core.scoring import ScoringError, score_snapshot
-        from airflow_mlops_provider.core.snapshot import SnapshotError
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
-        from airflow_mlops_provider.links.mlflow import model_version_url
-        from airflow_mlops_provider.operators.storage import storage_options
+        from airflow_mlops_provider.core.scoring import score_snapshot
 
-        settings = MlflowHook(self.mlflow_conn_id).settings
-        try:
-            result = score_snapshot(
-                self.snapshot,
-                model_name=self.model_name,
-                alias=self.alias,
-                split=self.split,
-                settings=settings,
-                artifact_root=self.artifact_root,
-                pipeline=self.pipeline,
-                storage_options=storage_options(self.artifact_root, self.aws_conn_id),
-            )
-        except (ScoringError, SnapshotError, UnsafeNameError) as err:
-            raise AirflowFailException(str(err)) from err
+        settings = self.mlflow_settings()
+        result = score_snapshot(
+            self.snapshot,
+            model_name=self.model_name,
+            alias=self.alias,
+            split=self.split,
+            settings=settings,
+            artifact_root=self.artifact_root,
+            pipeline=self.pipeline,
+            storage_options=self.storage_options(),
+        )
         self.log.info(
             "Scored %s rows with %s version %s into %s",
             result["predictions"]["rows"],
@@ -95,3 +78,6 @@ class BatchScoreOperator(BaseOperator):
         url = model_version_url(settings.browser_url, self.model_name, result["model_version"])
         MlflowModelVersionLink.persist(context, url)
         return result
+
+
+__getattr__ = renamed(__name__, {"BatchScoreOperator": ScoreBatchOperator})

@@ -5,23 +5,28 @@ Parse time stays light: torch, mlflow and the launcher are imported inside ``exe
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.names import DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.links.mlflow import MlflowRunLink, run_url
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
+    from airflow_mlops_provider.core.training.job import TrainingJob
+
+# TrainingJob fields the operator does not take as arguments: it names and tags the run itself.
+_RUN_FIELDS = ("run_name", "run_tags")
 
 
-class TorchrunTrainOperator(BaseOperator):
+class TrainModelOperator(MlopsBaseOperator):
     """Train a model on a snapshot with ``torchrun`` (PyTorch DDP) and log it to MLflow.
 
     The task launches ``python -m torch.distributed.run`` in a process group of its own and
@@ -34,7 +39,7 @@ class TorchrunTrainOperator(BaseOperator):
         {"run_id", "experiment_id", "model_uri": "runs:/<run_id>/model", "metrics": {...},
          "params": {...}, "snapshot_sha256", "training_config_hash", "checkpoint_dir"}
 
-    Mappable: ``TorchrunTrainOperator.partial(...).expand(hyperparameters=[...])`` runs a grid
+    Mappable: ``TrainModelOperator.partial(...).expand(hyperparameters=[...])`` runs a grid
     search; :class:`SelectBestRunOperator` picks the winner. ``execution_timeout`` and
     ``on_kill`` stop torchrun and every worker (SIGTERM, SIGKILL after 3 s). With
     ``max_restarts > 0`` a failed worker group is restarted and resumes from the latest
@@ -57,20 +62,21 @@ class TorchrunTrainOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
         "snapshot",
         "target",
         "task",
         "entry_point",
         "hyperparameters",
         "experiment_name",
-        "artifact_root",
-        "pipeline",
         "rdzv_endpoint",
         "rdzv_id",
     )
     template_fields_renderers = {"hyperparameters": "json", "snapshot": "json"}
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#fde2c8"
+    # TrainingJob.validate() reports a bad option as a plain ValueError.
+    permanent_errors = (PermanentError, ValueError)
 
     def __init__(
         self,
@@ -91,13 +97,11 @@ class TorchrunTrainOperator(BaseOperator):
         threads_per_proc: int | None = None,
         checkpoint_every: int = 1,
         experiment_name: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
-        aws_conn_id: str | None = "aws_default",
         seed: int = 0,
         missing_target: str = "drop",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
         self.missing_target = missing_target
         self.snapshot = snapshot
         self.target = target
@@ -113,40 +117,41 @@ class TorchrunTrainOperator(BaseOperator):
         self.threads_per_proc = threads_per_proc
         self.checkpoint_every = checkpoint_every
         self.experiment_name = experiment_name
-        self.artifact_root = artifact_root
-        self.pipeline = pipeline
-        self.mlflow_conn_id = mlflow_conn_id
-        self.aws_conn_id = aws_conn_id
         self.seed = seed
         self._launcher: Any = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops_provider.core.training.launcher import TorchrunLauncher, TrainingJob
-        from airflow_mlops_provider.hooks.mlflow import MlflowHook
-        from airflow_mlops_provider.operators.storage import storage_options
+        from airflow_mlops_provider.core.training.launcher import TorchrunLauncher
 
-        ti = context["ti"]
+        job = self.training_job(context["ti"])
+        job.validate()
+        settings = self.mlflow_settings()
+        self._launcher = TorchrunLauncher(job, settings, self.storage_options(), log=self.log.info)
+        result = self._launcher.run()
+        result["run_url"] = run_url(settings.browser_url, result["experiment_id"], result["run_id"])
+        MlflowRunLink.persist(context, result["run_url"])
+        self.log.info("Trained %s: %s", result["model_uri"], json.dumps(result["metrics"], sort_keys=True))
+        return result
+
+    def training_job(self, ti: Any) -> TrainingJob:
+        """The :class:`~airflow_mlops_provider.core.training.job.TrainingJob` of this task instance.
+
+        Every job field comes from the operator attribute of the same name (``int`` fields cast),
+        except the run's name and tags, which name the task instance.
+        """
+        from airflow_mlops_provider.core.training.job import TrainingJob
+
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(TrainingJob):
+            if f.name not in _RUN_FIELDS:
+                value = getattr(self, f.name)
+                values[f.name] = int(value) if f.type == "int" else value
+        values["snapshot"] = _as_dict(self.snapshot, "snapshot")
+        values["hyperparameters"] = _as_dict(self.hyperparameters, "hyperparameters")
         map_index = getattr(ti, "map_index", -1)
         suffix = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
-        job = TrainingJob(
-            snapshot=_as_dict(self.snapshot, "snapshot"),
-            target=self.target,
-            task=self.task,
-            entry_point=self.entry_point,
-            hyperparameters=_as_dict(self.hyperparameters, "hyperparameters"),
-            artifact_root=self.artifact_root,
-            pipeline=self.pipeline,
-            experiment_name=self.experiment_name,
-            nproc_per_node=int(self.nproc_per_node),
-            nnodes=int(self.nnodes),
-            rdzv_endpoint=self.rdzv_endpoint,
-            rdzv_id=self.rdzv_id,
-            max_restarts=int(self.max_restarts),
-            backend=self.backend,
-            threads_per_proc=self.threads_per_proc,
-            checkpoint_every=int(self.checkpoint_every),
-            seed=int(self.seed),
-            missing_target=self.missing_target,
+        return TrainingJob(
+            **values,
             run_name=f"{ti.dag_id}.{ti.task_id}{suffix}",
             run_tags={
                 "airflow.dag_id": ti.dag_id,
@@ -155,19 +160,6 @@ class TorchrunTrainOperator(BaseOperator):
                 "airflow.map_index": str(map_index),
             },
         )
-        try:
-            job.validate()
-        except ValueError as err:  # a bad name or option: retrying cannot fix it
-            raise AirflowFailException(str(err)) from err
-        hook = MlflowHook(self.mlflow_conn_id)
-        self._launcher = TorchrunLauncher(
-            job, hook.settings, storage_options(self.artifact_root, self.aws_conn_id), log=self.log.info
-        )
-        result = self._launcher.run()
-        result["run_url"] = run_url(hook.settings.browser_url, result["experiment_id"], result["run_id"])
-        MlflowRunLink.persist(context, result["run_url"])
-        self.log.info("Trained %s: %s", result["model_uri"], json.dumps(result["metrics"], sort_keys=True))
-        return result
 
     def on_kill(self) -> None:
         """Stop torchrun and all its workers: SIGTERM to the group, SIGKILL within ~3 s."""
@@ -176,7 +168,7 @@ class TorchrunTrainOperator(BaseOperator):
 
 
 class SelectBestRunOperator(BaseOperator):
-    """Pick the best of several training results (e.g. a mapped :class:`TorchrunTrainOperator`).
+    """Pick the best of several training results (e.g. a mapped :class:`TrainModelOperator`).
 
     Returns the winning result dict unchanged. Results whose ``metrics[metric]`` is missing or
     not finite are skipped; when none is left the task fails and names the metric.
@@ -191,6 +183,8 @@ class SelectBestRunOperator(BaseOperator):
         self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops_provider.core.selection import select_best
+
         # A mapped task's output arrives as a lazy sequence: a slice reads it in one request, where
         # iterating asks for the item past the end and Airflow logs that miss as "XCom not found".
         results = self.results[:] if isinstance(self.results, Sequence) else self.results
@@ -198,29 +192,6 @@ class SelectBestRunOperator(BaseOperator):
         self.log.info("Best run %s with %s=%s", best["run_id"], self.metric, best["metrics"][self.metric])
         MlflowRunLink.persist(context, best.get("run_url"))
         return best
-
-
-def select_best(results: Iterable[Mapping[str, Any]], metric: str, mode: str = "max") -> dict[str, Any]:
-    """The result with the best finite ``metrics[metric]`` (``mode`` ``"max"`` or ``"min"``)."""
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
-    candidates = [dict(r) for r in results if r]
-    scored = [
-        (float(r["metrics"][metric]), i, r)
-        for i, r in enumerate(candidates)
-        if isinstance(r.get("metrics"), Mapping)
-        and isinstance(r["metrics"].get(metric), int | float)
-        and math.isfinite(r["metrics"][metric])
-    ]
-    if not scored:
-        seen = sorted({k for r in candidates for k in (r.get("metrics") or {})})
-        raise ValueError(
-            f"No training result has a finite metric {metric!r} "
-            f"({len(candidates)} results; metrics seen: {seen})"
-        )
-    pick = max if mode == "max" else min
-    # Ties go to the earliest result (lowest map index), so the choice is stable across retries.
-    return pick(scored, key=lambda item: (item[0], -item[1]) if mode == "max" else (item[0], item[1]))[2]
 
 
 def _as_dict(value: Any, name: str) -> dict[str, Any]:
@@ -235,3 +206,6 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must be a dict, not {type(value).__name__}")
     return dict(value)
+
+
+__getattr__ = renamed(__name__, {"TorchrunTrainOperator": TrainModelOperator})

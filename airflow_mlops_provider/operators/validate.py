@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_mlops_provider.links.report import ReportLink
+from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 
-class ValidateOperator(BaseOperator):
+class ValidateSnapshotOperator(MlopsBaseOperator):
     """Check a snapshot against an expectation suite; write a JSON result and an HTML report.
 
     :param snapshot: the snapshot reference dict (usually the ingest task's ``output``) or URI.
@@ -41,15 +39,13 @@ class ValidateOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
         "snapshot",
         "suite",
         "reference",
         "split",
         "mode",
         "builtin_checks",
-        "artifact_root",
-        "pipeline",
-        "aws_conn_id",
     )
     template_fields_renderers = {"suite": "json", "snapshot": "json", "reference": "json"}
     operator_extra_links = (ReportLink(),)
@@ -65,9 +61,6 @@ class ValidateOperator(BaseOperator):
         mode: str = "fail",
         builtin_checks: bool | Mapping[str, Any] = True,
         infer_options: Mapping[str, Any] | None = None,
-        artifact_root: str | None = None,
-        pipeline: str | None = None,
-        aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,26 +71,11 @@ class ValidateOperator(BaseOperator):
         self.mode = mode
         self.builtin_checks = builtin_checks
         self.infer_options = infer_options
-        self.artifact_root = artifact_root
-        self.pipeline = pipeline
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops_provider.core.validation import (
-            ValidationConfigError,
-            ValidationFailed,
-            validate_snapshot,
-        )
-        from airflow_mlops_provider.operators.storage import storage_options
+        from airflow_mlops_provider.core.validation import ValidationFailed, validate_snapshot
 
         uri = self.snapshot.get("uri", "") if isinstance(self.snapshot, Mapping) else str(self.snapshot)
-        ti = context.get("ti")
-        run_info = {
-            "dag_id": getattr(ti, "dag_id", None),
-            "run_id": context.get("run_id"),
-            "task_id": getattr(ti, "task_id", None),
-            "try_number": getattr(ti, "try_number", None),
-        }
         try:
             outcome = validate_snapshot(
                 self.snapshot,
@@ -109,13 +87,14 @@ class ValidateOperator(BaseOperator):
                 infer_options=self.infer_options,
                 artifact_root=self.artifact_root,
                 pipeline=self.pipeline,
-                storage_options=storage_options(self.artifact_root or uri, self.aws_conn_id),
-                run_info=run_info,
+                storage_options=self.storage_options(self.artifact_root or uri),
+                run_info=self.run_info(context),
             )
-        except ValidationFailed as err:
+        except ValidationFailed as err:  # the report explains the failure: link it, then fail
             ReportLink.persist(context, err.outcome["report_uri"])
-            raise AirflowFailException(str(err)) from err
-        except ValidationConfigError as err:
-            raise AirflowFailException(str(err)) from err
+            raise
         ReportLink.persist(context, outcome["report_uri"])
         return outcome
+
+
+__getattr__ = renamed(__name__, {"ValidateOperator": ValidateSnapshotOperator})

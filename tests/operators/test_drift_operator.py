@@ -24,18 +24,18 @@ PIPELINE = "monitoring"
 
 DAG_SOURCE = """
 from airflow.sdk import DAG, Asset, task
-from airflow_mlops_provider.operators.drift import DriftOperator
-from airflow_mlops_provider.operators.score import BatchScoreOperator
+from airflow_mlops_provider.operators.drift import DetectDriftOperator
+from airflow_mlops_provider.operators.score import ScoreBatchOperator
 
 LIVE = {live}
 drift_asset = Asset(name="{asset}", uri="{asset_uri}")
 
 with DAG("{dag_id}", schedule=None) as dag:
-    score = BatchScoreOperator(
+    score = ScoreBatchOperator(
         task_id="score", snapshot=LIVE, model_name="{model}", artifact_root="{root}",
         pipeline="{pipeline}", retries=0,
     )
-    drift = DriftOperator(
+    drift = DetectDriftOperator(
         task_id="detect_drift", current=LIVE, predictions=score.output, model_name="{model}",
         config={config}, artifact_root="{root}", pipeline="{pipeline}", outlets=[drift_asset], retries=0,
     )

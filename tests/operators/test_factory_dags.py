@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from airflow_mlops_provider import datasets
-from airflow_mlops_provider.factory.local import ensure_pools, post_asset_event, run_asset_triggered
+from airflow_mlops_provider.testing.local_runs import ensure_pools, post_asset_event, run_asset_triggered
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""IngestOperator inside a DAG (dag.test) against a moto S3 server and a local artifact root."""
+"""IngestSnapshotOperator inside a DAG (dag.test) against a moto S3 server and a local artifact root."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from tests.unit.ingest_support import csv_bytes, parquet_bytes, published_files,
 
 DAG_SOURCE = """
 from airflow.sdk import DAG, Asset
-from airflow_mlops_provider.operators.ingest import IngestOperator
+from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
 
 SNAPSHOTS = Asset("mlops://demo/snapshots")
 
 with DAG("{dag_id}", schedule=None, params={{"prefix": "in/"}}) as dag:
-    IngestOperator(
+    IngestSnapshotOperator(
         task_id="ingest",
         source="s3://{bucket}/{{{{ params.prefix }}}}",
         artifact_root="{root}",
@@ -130,14 +130,15 @@ def test_unreachable_endpoint_and_escaping_pipeline_fail_their_tasks_clearly(
     run = dags.run(
         f"""
         from airflow.sdk import DAG
-        from airflow_mlops_provider.operators.ingest import IngestOperator
+        from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
 
         SOURCE, ROOT = "s3://{s3_bucket}/in/", "{root.as_uri()}"
 
         with DAG("ingest_faults", schedule=None) as dag:
-            IngestOperator(task_id="unreachable", source=SOURCE, artifact_root=ROOT, pipeline="demo",
+            IngestSnapshotOperator(task_id="unreachable", source=SOURCE, artifact_root=ROOT, pipeline="demo",
                            aws_conn_id="aws_dead", connect_attempts=2)
-            IngestOperator(task_id="escape", source=SOURCE, artifact_root=ROOT, pipeline="../../outside")
+            IngestSnapshotOperator(task_id="escape", source=SOURCE, artifact_root=ROOT,
+                                   pipeline="../../outside")
         """,
         "ingest_faults",
     )  # fmt: skip

@@ -74,26 +74,28 @@ def test_every_operator_refuses_a_pipeline_that_escapes_the_root_before_writing(
         f"""
         from datetime import timedelta
         from airflow.sdk import DAG
-        from airflow_mlops_provider.operators.drift import DriftOperator
-        from airflow_mlops_provider.operators.ingest import IngestOperator
-        from airflow_mlops_provider.operators.score import BatchScoreOperator
-        from airflow_mlops_provider.operators.train import TorchrunTrainOperator
-        from airflow_mlops_provider.operators.validate import ValidateOperator
+        from airflow_mlops_provider.operators.drift import DetectDriftOperator
+        from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+        from airflow_mlops_provider.operators.score import ScoreBatchOperator
+        from airflow_mlops_provider.operators.train import TrainModelOperator
+        from airflow_mlops_provider.operators.validate import ValidateSnapshotOperator
 
         ROOT, P = {inputs["root"]!r}, {ESCAPE!r}
         LIVE, TRAIN = {json.dumps(inputs["live"])}, {json.dumps(inputs["train"])}
         RETRY = dict(retries=2, retry_delay=timedelta(0))
 
         with DAG("{dag_id}", schedule=None) as dag:
-            IngestOperator(task_id="ingest", source={inputs["source"]!r}, artifact_root=ROOT, pipeline=P,
+            IngestSnapshotOperator(task_id="ingest", source={inputs["source"]!r}, artifact_root=ROOT,
+                                   pipeline=P,
                            aws_conn_id=None, **RETRY)
-            ValidateOperator(task_id="validate", snapshot=LIVE, artifact_root=ROOT, pipeline=P,
+            ValidateSnapshotOperator(task_id="validate", snapshot=LIVE, artifact_root=ROOT, pipeline=P,
                                aws_conn_id=None, **RETRY)
-            TorchrunTrainOperator(task_id="train", snapshot=TRAIN, target="y", artifact_root=ROOT, pipeline=P,
+            TrainModelOperator(task_id="train", snapshot=TRAIN, target="y", artifact_root=ROOT, pipeline=P,
                                   hyperparameters={{"epochs": 1}}, **RETRY)
-            BatchScoreOperator(task_id="score", snapshot=LIVE, model_name={champion["name"]!r},
+            ScoreBatchOperator(task_id="score", snapshot=LIVE, model_name={champion["name"]!r},
                                artifact_root=ROOT, pipeline=P, aws_conn_id=None, **RETRY)
-            DriftOperator(task_id="drift", current=LIVE, reference=TRAIN, artifact_root=ROOT, pipeline=P,
+            DetectDriftOperator(task_id="drift", current=LIVE, reference=TRAIN, artifact_root=ROOT,
+                                pipeline=P,
                           aws_conn_id=None, **RETRY)
         """,
         dag_id,
@@ -115,23 +117,26 @@ def test_every_operator_refuses_a_model_name_mlflow_cannot_hold_without_retrying
         f"""
         from datetime import timedelta
         from airflow.sdk import DAG
-        from airflow_mlops_provider.operators.drift import DriftOperator
-        from airflow_mlops_provider.operators.evaluate import EvaluateOperator
-        from airflow_mlops_provider.operators.promote import GateOperator, RollbackOperator
-        from airflow_mlops_provider.operators.score import BatchScoreOperator
+        from airflow_mlops_provider.operators.drift import DetectDriftOperator
+        from airflow_mlops_provider.operators.evaluate import EvaluateChallengerOperator
+        from airflow_mlops_provider.operators.promote import GateChallengerOperator, RollbackChampionOperator
+        from airflow_mlops_provider.operators.score import ScoreBatchOperator
 
         ROOT, M = {inputs["root"]!r}, {BAD_MODEL!r}
         LIVE, TRAIN, CHALLENGER = {json.dumps(inputs["live"])}, {json.dumps(inputs["train"])}, {challenger!r}
         RETRY = dict(retries=2, retry_delay=timedelta(0))
 
         with DAG("{dag_id}", schedule=None) as dag:
-            EvaluateOperator(task_id="evaluate", challenger=CHALLENGER, snapshot=TRAIN, model_name=M,
+            EvaluateChallengerOperator(task_id="evaluate", challenger=CHALLENGER, snapshot=TRAIN,
+                                       model_name=M,
                              aws_conn_id=None, **RETRY)
-            GateOperator(task_id="gate", evaluation={{"model_name": M, "challenger": CHALLENGER}}, **RETRY)
-            RollbackOperator(task_id="rollback", model_name=M, reason="test", **RETRY)
-            BatchScoreOperator(task_id="score", snapshot=LIVE, model_name=M, artifact_root=ROOT,
+            GateChallengerOperator(task_id="gate", evaluation={{"model_name": M, "challenger": CHALLENGER}},
+                                   **RETRY)
+            RollbackChampionOperator(task_id="rollback", model_name=M, reason="test", **RETRY)
+            ScoreBatchOperator(task_id="score", snapshot=LIVE, model_name=M, artifact_root=ROOT,
                                pipeline="demo", aws_conn_id=None, **RETRY)
-            DriftOperator(task_id="drift", current=LIVE, model_name=M, artifact_root=ROOT, pipeline="demo",
+            DetectDriftOperator(task_id="drift", current=LIVE, model_name=M, artifact_root=ROOT,
+                                pipeline="demo",
                           aws_conn_id=None, **RETRY)
         """,
         dag_id,
@@ -155,10 +160,10 @@ def test_drift_refuses_a_champion_reference_outside_the_artifact_root(dags, mlfl
         f"""
         from datetime import timedelta
         from airflow.sdk import DAG
-        from airflow_mlops_provider.operators.drift import DriftOperator
+        from airflow_mlops_provider.operators.drift import DetectDriftOperator
 
         with DAG("{dag_id}", schedule=None) as dag:
-            DriftOperator(task_id="drift", current={json.dumps(inputs["live"])},
+            DetectDriftOperator(task_id="drift", current={json.dumps(inputs["live"])},
                           model_name={champion["name"]!r}, artifact_root={inputs["root"]!r}, pipeline="demo",
                           aws_conn_id=None,
                           retries=2, retry_delay=timedelta(0))

@@ -35,23 +35,23 @@ def retrain_dag(dag_id: str, name: str, run_id: str, models: Models, **options: 
     approval = options.get("approval", False)
     return f"""
 from airflow.sdk import DAG, Asset
-from airflow_mlops_provider.operators.approve import approval_task
-from airflow_mlops_provider.operators.evaluate import EvaluateOperator
-from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator
+from airflow_mlops_provider.operators.approve import ApproveModelOperator
+from airflow_mlops_provider.operators.evaluate import EvaluateChallengerOperator
+from airflow_mlops_provider.operators.promote import GateChallengerOperator, PromoteModelOperator
 
 with DAG({dag_id!r}, schedule=None) as dag:
-    evaluate = EvaluateOperator(
+    evaluate = EvaluateChallengerOperator(
         task_id="evaluate", challenger={{"run_id": {run_id!r}, "model_uri": "runs:/{run_id}/model"}},
         snapshot={models.snapshot!r}, model_name={name!r}, split="test", slices=["region"], aws_conn_id=None,
     )
-    gate = GateOperator(
+    gate = GateChallengerOperator(
         task_id="gate", evaluation=evaluate.output, gate={gate!r}, model_name={name!r}, pipeline="promo",
         trigger={TRIGGER!r}, validation={{"success": True, "evaluated": 7, "failed": []}},
         on_fail={options.get("on_fail", "fail")!r},
     )
-    promote = PromoteOperator(task_id="promote", decision=gate.output, aws_conn_id=None,
+    promote = PromoteModelOperator(task_id="promote", decision=gate.output, aws_conn_id=None,
                               outlets=[Asset("mlops://promo/champion")], pool={promotion_pool(name)!r})
-    last = approval_task("approve", decision=gate.output) if {approval!r} else gate
+    last = ApproveModelOperator(task_id="approve", decision=gate.output) if {approval!r} else gate
     last >> promote
 """
 
@@ -172,11 +172,11 @@ def test_rollback_dag_restores_the_previous_champion(dags, mlflow_conn, models: 
 
     source = f"""
 from airflow.sdk import DAG, Param
-from airflow_mlops_provider.operators.promote import RollbackOperator, promotion_pool
+from airflow_mlops_provider.operators.promote import RollbackChampionOperator, promotion_pool
 
 params = {{"reason": Param("p99 latency doubled", type="string")}}
 with DAG("rollback_dag", schedule=None, params=params) as dag:
-    RollbackOperator(task_id="rollback", model_name={name!r}, reason="{{{{ params.reason }}}}",
+    RollbackChampionOperator(task_id="rollback", model_name={name!r}, reason="{{{{ params.reason }}}}",
                      pool=promotion_pool({name!r}))
 """
     run = dags.run(source, "rollback_dag")

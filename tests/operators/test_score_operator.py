@@ -1,4 +1,4 @@
-"""BatchScoreOperator in dag.test(): the champion from a real MLflow registry scores a snapshot."""
+"""ScoreBatchOperator in dag.test(): the champion from a real MLflow registry scores a snapshot."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 DAG_SOURCE = """
 from airflow.sdk import DAG
-from airflow_mlops_provider.operators.score import BatchScoreOperator
+from airflow_mlops_provider.operators.score import ScoreBatchOperator
 
 with DAG("{dag_id}", schedule=None) as dag:
-    BatchScoreOperator(
+    ScoreBatchOperator(
         task_id="score",
         snapshot={snapshot},
         model_name="{model}",

@@ -1,4 +1,4 @@
-"""TorchrunTrainOperator and SelectBestRunOperator in real DAG runs (``dag.test()``).
+"""TrainModelOperator and SelectBestRunOperator in real DAG runs (``dag.test()``).
 
 Real torchrun with two gloo workers, a real ``mlflow server``, scikit-learn's wine data as a
 snapshot. Covers the issue's "Done when" (train the built-in model with 2 workers, complete
@@ -39,7 +39,7 @@ def _dag(dag_id: str, body: str, **values) -> str:
     head = (
         "from datetime import timedelta\n"
         "from airflow.sdk import DAG\n"
-        "from airflow_mlops_provider.operators.train import SelectBestRunOperator, TorchrunTrainOperator\n"
+        "from airflow_mlops_provider.operators.train import SelectBestRunOperator, TrainModelOperator\n"
         + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
         + f"with DAG({dag_id!r}, schedule=None) as dag:\n"
     )
@@ -90,7 +90,7 @@ def test_dag_trains_the_builtin_model_with_two_workers_and_resumes_after_a_worke
     source = _dag(
         "train_builtin",
         """
-TorchrunTrainOperator(
+TrainModelOperator(
     task_id="train", snapshot=SNAPSHOT, target="target", artifact_root=ROOT, pipeline="wine",
     experiment_name="op-builtin", nproc_per_node=2, max_restarts=1, threads_per_proc=1,
     hyperparameters={"epochs": 20, "lr": 0.02, "batch_size": 32, "hidden": [16]},
@@ -134,7 +134,7 @@ def test_mapped_grid_search_and_select_best_run(dags, mlflow_conn, snapshot, roo
     source = _dag(
         "train_grid",
         """
-train = TorchrunTrainOperator.partial(
+train = TrainModelOperator.partial(
     task_id="train", snapshot=SNAPSHOT, target="target", artifact_root=ROOT, pipeline="wine",
     experiment_name="op-grid", threads_per_proc=1,
 ).expand(hyperparameters=[
@@ -159,7 +159,7 @@ def test_execution_timeout_stops_torchrun_and_leaves_no_worker(dags, mlflow_conn
     source = _dag(
         "train_timeout",
         f"""
-TorchrunTrainOperator(
+TrainModelOperator(
     task_id="train", snapshot=SNAPSHOT, target="target", artifact_root=ROOT, pipeline="wine",
     experiment_name="op-timeout", nproc_per_node=2, threads_per_proc=1, entry_point="{ENTRY}:slow_tabular",
     hyperparameters={{"epochs": 100, "pause_s": 1.0}}, execution_timeout=timedelta(seconds=20),
@@ -200,7 +200,7 @@ def test_failures_reach_the_task_log(
     source = _dag(
         "train_fails",
         f"""
-TorchrunTrainOperator(
+TrainModelOperator(
     task_id="train", snapshot=SNAPSHOT, target="target", artifact_root=ROOT, pipeline="wine",
     experiment_name="op-fails", threads_per_proc=1, entry_point="{entry_point}",
     hyperparameters={{"epochs": 1}},

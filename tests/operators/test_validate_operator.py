@@ -1,4 +1,4 @@
-"""ValidateOperator downstream of IngestOperator in one DAG (dag.test, moto S3, local artifact root)."""
+"""ValidateSnapshotOperator after IngestSnapshotOperator in one DAG (dag.test, moto S3, local root)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from tests.unit.ingest_support import csv_bytes, sample
 
 DAG_SOURCE = """
 from airflow.sdk import DAG
-from airflow_mlops_provider.operators.ingest import IngestOperator
-from airflow_mlops_provider.operators.validate import ValidateOperator
+from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+from airflow_mlops_provider.operators.validate import ValidateSnapshotOperator
 
 with DAG("{dag_id}", schedule=None) as dag:
-    ingest = IngestOperator(
+    ingest = IngestSnapshotOperator(
         task_id="ingest",
         source="s3://{bucket}/in/",
         artifact_root="{root}",
         pipeline="demo",
         split={{"by": "hash", "key": "id"}},
     )
-    ValidateOperator(
+    ValidateSnapshotOperator(
         task_id="validate",
         snapshot=ingest.output,
         suite={suite!r},

@@ -10,7 +10,7 @@ import sys
 import airflow_mlops_provider
 
 HEAVY = ["torch", "mlflow", "great_expectations", "pandas", "scipy", "sklearn", "boto3", "pyarrow", "numpy"]
-PARSE_TIME_PACKAGES = ("hooks", "operators", "links", "factory")
+PARSE_TIME_PACKAGES = ("hooks", "operators", "links", "notifications", "factory")
 
 
 def _parse_time_modules() -> list[str]:

@@ -32,7 +32,9 @@ def test_entry_point_is_registered_under_the_distribution_name():
 def test_every_listed_module_and_class_exists():
     info = get_provider_info()
     modules = [m for group in info["hooks"] + info["operators"] for m in group["python-modules"]]
-    classes = info["extra-links"] + [c["hook-class-name"] for c in info["connection-types"]]
+    classes = (
+        info["extra-links"] + info["notifications"] + [c["hook-class-name"] for c in info["connection-types"]]
+    )
     for module in modules:
         importlib.import_module(module)
     for dotted in classes:
@@ -47,3 +49,12 @@ def test_airflow_providers_manager_lists_the_provider_with_its_hook():
     assert "airflow-mlops-provider" in manager.providers
     assert manager.hooks["mlflow"].hook_class_name == "airflow_mlops_provider.hooks.mlflow.MlflowHook"
     assert "airflow_mlops_provider.links.mlflow.MlflowModelVersionLink" in manager.extra_links_class_names
+    assert "airflow_mlops_provider.notifications.pipeline.PipelineNotifier" in manager.notification
+
+
+def test_every_operator_module_is_listed():
+    """A new operator module must be registered; ``operators/`` holds nothing else."""
+    package = Path(importlib.import_module("airflow_mlops_provider.operators").__path__[0])
+    on_disk = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    (group,) = get_provider_info()["operators"]
+    assert {m.rpartition(".")[2] for m in group["python-modules"]} == on_disk

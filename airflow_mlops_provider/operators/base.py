@@ -1,0 +1,139 @@
+"""The base of the provider's operators: connections, artifact root, storage, asset events, errors.
+
+Modelled on the amazon provider's ``AwsBaseOperator``: one class owns the arguments every stage
+shares (``aws_conn_id``, ``mlflow_conn_id``, ``artifact_root``, ``pipeline``) and their template
+fields, turns a connection into fsspec storage options and MLflow settings, fills the outlet
+asset events and describes the running task instance.
+
+Errors: each subclass's ``execute`` is wrapped (in ``__init_subclass__``, so an override in a
+user's subclass is wrapped too) so that a :class:`~airflow_mlops_provider.core.errors.PermanentError`
+fails the task without retry; a ``TransientError`` or anything else propagates to Airflow's
+retries. Operators therefore catch no stage error themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.exceptions import AirflowProviderDeprecationWarning
+from airflow.sdk import Asset, BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops_provider.core.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.tracking import TrackingSettings
+
+
+def _fail_permanent_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(execute)
+    def wrapper(self: MlopsBaseOperator, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return execute(self, *args, **kwargs)
+        except TransientError:
+            raise
+        except self.permanent_errors as err:
+            raise AirflowFailException(str(err)) from err
+
+    return wrapper
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base of the provider's operators (not used in DAGs directly).
+
+    :param artifact_root: where snapshots and reports live (``s3://...`` or ``file://...``). Templated.
+    :param pipeline: pipeline name, the first path component under the artifact root. Templated.
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` URIs; None: no credentials. Templated.
+    :param mlflow_conn_id: Airflow connection of the MLflow server. Templated.
+    """
+
+    template_fields: Sequence[str] = ("artifact_root", "pipeline", "aws_conn_id", "mlflow_conn_id")
+    # Errors that fail the task without retry; a TransientError never does.
+    permanent_errors: ClassVar[tuple[type[BaseException], ...]] = (PermanentError,)
+
+    def __init__(
+        self,
+        *,
+        artifact_root: str | None = None,
+        pipeline: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        mlflow_conn_id: str = "mlflow_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.artifact_root = artifact_root
+        self.pipeline = pipeline
+        self.aws_conn_id = aws_conn_id
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "execute" in cls.__dict__:
+            cls.execute = _fail_permanent_errors(cls.__dict__["execute"])  # type: ignore[method-assign]
+
+    def storage_options(self, uri: str | None = None) -> dict[str, Any]:
+        """fsspec options for ``uri`` (default: the artifact root): S3 credentials, region and endpoint.
+
+        Empty for non-S3 URIs or without ``aws_conn_id``; credentials come from the connection only.
+        """
+        uri = uri if uri is not None else self.artifact_root or ""
+        if not uri.startswith(("s3://", "s3a://")) or self.aws_conn_id is None:
+            return {}
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        credentials = hook.get_credentials()
+        options: dict[str, Any] = {"key": credentials.access_key, "secret": credentials.secret_key}
+        if credentials.token:
+            options["token"] = credentials.token
+        endpoint = hook.conn_config.get_service_endpoint_url("s3")
+        if endpoint:
+            options["endpoint_url"] = endpoint
+        if hook.conn_config.region_name:
+            options["client_kwargs"] = {"region_name": hook.conn_config.region_name}
+        return options
+
+    def mlflow_settings(self) -> TrackingSettings:
+        """Tracking settings from ``mlflow_conn_id``."""
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+        return MlflowHook(self.mlflow_conn_id).settings
+
+    def emit_asset_events(self, context: Any, extra: Mapping[str, Any]) -> None:
+        """Give every outlet ``Asset``'s event of this task ``extra``."""
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = dict(extra)
+
+    @staticmethod
+    def run_info(context: Any) -> dict[str, Any]:
+        """The running task instance: ``{"dag_id", "run_id", "task_id", "map_index", "try_number"}``."""
+        ti = context.get("ti")
+        dag_run = context.get("dag_run")
+        return {
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
+            "task_id": getattr(ti, "task_id", None),
+            "map_index": getattr(ti, "map_index", -1),
+            "try_number": getattr(ti, "try_number", None),
+        }
+
+
+def renamed(module: str, names: Mapping[str, type]) -> Callable[[str], type]:
+    """A module ``__getattr__`` that keeps old class names importable for one release, with a warning."""
+
+    def __getattr__(name: str) -> type:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new = names[name]
+        warnings.warn(
+            f"{module}.{name} is deprecated; use {new.__module__}.{new.__name__}",
+            AirflowProviderDeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+
+    return __getattr__

@@ -49,3 +49,4 @@ STAT_DRIFT_DURATION = "mlops.drift.duration"
 # Defaults shared by the config schema, the operators and core.
 DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"
 DEFAULT_CHUNK_ROWS = 100_000
+DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}  # split fractions, in split order

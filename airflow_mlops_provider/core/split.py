@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.names import DEFAULT_FRACTIONS
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import split_order
 
-DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -9,8 +9,10 @@ by every stage.
 from __future__ import annotations
 
 from airflow_mlops_provider.core.ingest.errors import IngestError, SourceUnreachableError
-from airflow_mlops_provider.core.ingest.run import DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_ROWS, ingest_snapshot
+from airflow_mlops_provider.core.ingest.formats import DEFAULT_BLOCK_BYTES
+from airflow_mlops_provider.core.ingest.run import ingest_snapshot
 from airflow_mlops_provider.core.ingest.sources import SourceObject
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 
 __all__ = [
     "DEFAULT_BLOCK_BYTES",

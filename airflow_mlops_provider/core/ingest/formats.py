@@ -134,11 +134,17 @@ def read_object(
         ) from err
 
 
-def _csv(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> pacsv.CSVStreamingReader:
-    options = _csv_options(spec.csv_options)
+def _column_types(options: dict[str, Any], target: pa.Schema | None) -> dict[str, Any]:
+    """The ``column_types`` option (popped from ``options``), overridden by the types ``target`` fixes."""
     column_types = dict(options.pop("column_types", {}) or {})
     if target is not None:
         column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
+    return column_types
+
+
+def _csv(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> pacsv.CSVStreamingReader:
+    options = _csv_options(spec.csv_options)
+    column_types = _column_types(options, target)
     parse = pacsv.ParseOptions(
         **{k: options.pop(k) for k in (*_PARSE_KEYS, "newlines_in_values") if k in options}
     )
@@ -158,9 +164,7 @@ def _csv_blocks(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> tuple[
     Arrow's own default); with it on, :func:`_csv` streams instead.
     """
     options = _csv_options(spec.csv_options)
-    column_types = dict(options.pop("column_types", {}) or {})
-    if target is not None:
-        column_types.update({f.name: f.type for f in target if not pa.types.is_null(f.type)})
+    column_types = _column_types(options, target)
     options.pop("newlines_in_values", None)
     parse = pacsv.ParseOptions(**{k: options.pop(k) for k in _PARSE_KEYS if k in options})
     internal = max(1 << 20, min(spec.block_bytes // 8, 4 << 20))
@@ -172,23 +176,7 @@ def _csv_blocks(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> tuple[
             pa.py_buffer(data), read_options=read, parse_options=parse, convert_options=convert
         )
 
-    def blocks() -> Iterator[bytes]:
-        carry = b""
-        while True:
-            chunk = stream.read(spec.block_bytes)
-            if not chunk:
-                break
-            data = carry + chunk if carry else chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            carry = data[cut + 1 :]
-            yield data[: cut + 1]
-        if carry.strip():
-            yield carry
-
-    pieces = blocks()
+    pieces = _newline_blocks(stream, spec.block_bytes)
     first_piece = next(pieces, b"")
     if not first_piece.strip():
         raise ValueError("the object holds no CSV header")
@@ -204,6 +192,25 @@ def _csv_blocks(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> tuple[
     return first.schema, batches()
 
 
+def _newline_blocks(stream: Any, block_bytes: int) -> Iterator[bytes]:
+    """``stream`` read ``block_bytes`` at a time, each block cut after its last newline (the rest
+    carries over to the next), so no row spans two blocks."""
+    carry = b""
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            break
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1 :]
+        yield data[: cut + 1]
+    if carry.strip():
+        yield carry
+
+
 def _jsonl(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> Any:
     parse = (
         pajson.ParseOptions(explicit_schema=target, unexpected_field_behavior="error")
@@ -216,7 +223,7 @@ def _jsonl(stream: Any, spec: ReadSpec, target: pa.Schema | None) -> Any:
 
 
 def _parquet(
-    handle: BinaryIO, obj: SourceObject, spec: ReadSpec
+    handle: io.RawIOBase, obj: SourceObject, spec: ReadSpec
 ) -> tuple[Iterator[pa.RecordBatch], pa.Schema]:
     parquet = pq.ParquetFile(pa.PythonFile(handle, mode="r"), page_checksum_verification=True)
     return parquet.iter_batches(batch_size=spec.chunk_rows), parquet.schema_arrow

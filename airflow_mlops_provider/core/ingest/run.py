@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ from airflow_mlops_provider.core.ingest.formats import (
     check_csv_options,
     read_object,
 )
-from airflow_mlops_provider.core.ingest.sources import RetryPolicy, SourceObject, open_source
+from airflow_mlops_provider.core.ingest.sources import RetryPolicy, Source, SourceObject, open_source
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
@@ -77,8 +78,9 @@ def ingest_snapshot(
         splitter = parse_split(split)
     target = _parse_schema(schema)
     spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)
-    options = {"s3_client": s3_client, "storage_options": source_options, "retry": retry}
-    sources = [open_source(item, **options) for item in items]
+    sources = [
+        open_source(item, s3_client=s3_client, storage_options=source_options, retry=retry) for item in items
+    ]
     uris = [src.uri for src in sources]
     listed = [(src, obj) for src in sources for obj in src.objects()]
     progress = _Progress(len(listed), sum(obj.size for _, obj in listed), progress_every_s)
@@ -89,50 +91,15 @@ def ingest_snapshot(
         tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
         SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer,
     ):
-        buffers: dict[str, _Rebatcher] = {}
-
-        def emit(name: str, table: pa.Table) -> None:
-            if name not in buffers:
-                buffers[name] = _Rebatcher(chunk_rows, lambda t, n=name: writer.write(t, n))
-            buffers[name].add(table)
-
-        def read_all() -> Iterator[pa.Table]:
-            nonlocal target
-            for number, (src, obj) in enumerate(listed, start=1):
-                progress.start(number, obj)
-                for table in read_object(src, obj, spec, target, progress.add_bytes):
-                    target = target or table.schema
-                    progress.add_rows(table.num_rows)
-                    yield table
-                progress.done(obj)
-
-        tables: Iterable[pa.Table] = read_all()
+        reader = _Reader(listed, spec, target, progress)
+        tables: Iterable[pa.Table] = reader.tables()
         if splitter is not None and splitter.needs_first_pass:
-            staging = _Staging(scratch)
-            for table in tables:
-                staging.write(table)
-            times = staging.column(splitter.column)
-            if times is not None:
-                splitter = splitter.resolve(times)
-                log.info(
-                    "Time split boundaries on %r: %s", splitter.column, splitter.describe()["boundaries"]
-                )
-            tables = staging.tables()
-        offset = 0
-        for table in tables:
-            if splitter is None:
-                emit("data", table)
-            else:
-                for name, part in splitter.assign(table, offset).items():
-                    emit(name, part)
-            offset += table.num_rows
-        if progress.rows == 0:
+            splitter, tables = _resolve_time_split(splitter, tables, scratch)
+        splits = _SplitWriter(writer, chunk_rows)
+        splits.write(tables, splitter)
+        if progress.rows == 0 or reader.schema is None:  # no rows read: no schema either
             raise IngestError(f"No rows in {', '.join(uris)}: every object is empty (header only?)")
-        for rebatcher in buffers.values():
-            rebatcher.flush()
-        for name in splitter.names if splitter else []:
-            if name not in buffers:
-                writer.write(target.empty_table(), name)
+        splits.finish(splitter.names if splitter else [], reader.schema)
         try:
             ref = writer.commit(_manifest(uris, listed, spec, splitter, manifest_extra))
         except SnapshotError as err:
@@ -158,6 +125,21 @@ def _split_errors_as_ingest_errors() -> Iterator[None]:
         raise IngestError(str(err)) from err
 
 
+def _resolve_time_split(
+    splitter: SplitSpec, tables: Iterable[pa.Table], scratch: str
+) -> tuple[SplitSpec, Iterator[pa.Table]]:
+    """First pass of a time split by fractions: park the rows in ``scratch``, place the boundaries
+    from the split column, and return the resolved split with the parked rows to read again."""
+    staging = _Staging(scratch)
+    for table in tables:
+        staging.write(table)
+    times = staging.column(splitter.column)
+    if times is not None:
+        splitter = splitter.resolve(times)
+        log.info("Time split boundaries on %r: %s", splitter.column, splitter.describe()["boundaries"])
+    return splitter, staging.tables()
+
+
 def _parse_schema(schema: Mapping[str, str] | None) -> pa.Schema | None:
     if not schema:
         return None
@@ -172,7 +154,7 @@ def _parse_schema(schema: Mapping[str, str] | None) -> pa.Schema | None:
 
 def _manifest(
     uris: list[str],
-    listed: list[tuple[Any, SourceObject]],
+    listed: list[tuple[Source, SourceObject]],
     spec: ReadSpec,
     splitter: SplitSpec | None,
     extra: Mapping[str, Any] | None,
@@ -185,6 +167,62 @@ def _manifest(
         "chunk_rows": spec.chunk_rows,
         **dict(extra or {}),
     }
+
+
+class _Reader:
+    """The listed objects' tables, in order; without a given schema, the first table's is the
+    target the later objects must match."""
+
+    def __init__(
+        self,
+        listed: list[tuple[Source, SourceObject]],
+        spec: ReadSpec,
+        schema: pa.Schema | None,
+        progress: _Progress,
+    ) -> None:
+        self._listed, self._spec, self._progress = listed, spec, progress
+        self.schema = schema
+
+    def tables(self) -> Iterator[pa.Table]:
+        for number, (src, obj) in enumerate(self._listed, start=1):
+            self._progress.start(number, obj)
+            for table in read_object(src, obj, self._spec, self.schema, self._progress.add_bytes):
+                self.schema = self.schema or table.schema
+                self._progress.add_rows(table.num_rows)
+                yield table
+            self._progress.done(obj)
+
+
+class _SplitWriter:
+    """Tables routed to their splits, each split regrouped into row groups of ``chunk_rows`` rows."""
+
+    def __init__(self, writer: SnapshotWriter, chunk_rows: int) -> None:
+        self._writer, self._chunk_rows = writer, chunk_rows
+        self._buffers: dict[str, _Rebatcher] = {}
+
+    def write(self, tables: Iterable[pa.Table], splitter: SplitSpec | None) -> None:
+        """Route each table's rows (all to ``data`` without a split)."""
+        offset = 0
+        for table in tables:
+            if splitter is None:
+                self._emit("data", table)
+            else:
+                for name, part in splitter.assign(table, offset).items():
+                    self._emit(name, part)
+            offset += table.num_rows
+
+    def finish(self, names: Iterable[str], schema: pa.Schema) -> None:
+        """Flush every split; those of ``names`` that got no row are written empty."""
+        for rebatcher in self._buffers.values():
+            rebatcher.flush()
+        for name in names:
+            if name not in self._buffers:
+                self._writer.write(schema.empty_table(), name)
+
+    def _emit(self, name: str, table: pa.Table) -> None:
+        if name not in self._buffers:
+            self._buffers[name] = _Rebatcher(self._chunk_rows, partial(self._writer.write, split=name))
+        self._buffers[name].add(table)
 
 
 class _Rebatcher:

@@ -16,11 +16,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from fsspec.core import url_to_fs
 
 from airflow_mlops_provider.core.ingest.errors import IngestError, SourceUnreachableError
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ class S3Source(Source):
     def open_stream(self, obj: SourceObject) -> BinaryIO:
         response = self._get(obj)
         obj.version_id = obj.version_id or response.get("VersionId")
-        return response["Body"]
+        return cast(BinaryIO, response["Body"])
 
     def open_seekable(self, obj: SourceObject, buffer_bytes: int) -> BinaryIO:
         return io.BufferedReader(_S3RangeReader(self, obj), buffer_size=buffer_bytes)
@@ -249,6 +252,9 @@ class _S3RangeReader(io.RawIOBase):
 class FsspecSource(Source):
     """Objects on any fsspec filesystem (``file://``, ``ObjectStoragePath`` URIs, ``s3://`` via s3fs)."""
 
+    fs: Any  # an fsspec filesystem (fsspec is untyped)
+    path: str
+
     def __init__(
         self,
         uri: str,
@@ -304,9 +310,10 @@ class FsspecSource(Source):
 
     def _open(self, obj: SourceObject, block: int) -> BinaryIO:
         try:
-            return with_retries(
+            opened = with_retries(
                 lambda: self.fs.open(obj.key, "rb", block_size=block), f"read {obj.uri}", self.retry
             )
+            return cast(BinaryIO, opened)
         except FileNotFoundError as err:
             raise IngestError(f"Missing object: {obj.uri} disappeared during ingestion") from err
 
@@ -359,7 +366,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _client_error() -> type[Exception]:
+def _client_error() -> type[ClientError]:
     from botocore.exceptions import ClientError
 
-    return ClientError
+    return ClientError  # type: ignore[no-any-return]  # botocore ships no type stubs

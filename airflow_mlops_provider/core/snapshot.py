@@ -77,9 +77,10 @@ def snapshot_uri(value: SnapshotLike) -> str:
         if text and not text.startswith("{"):
             return text
         value = _parse_json_ref(text) if text else {}
-    if not isinstance(value, Mapping) or not isinstance(value.get("uri"), str) or not value["uri"]:
+    uri = value.get("uri") if isinstance(value, Mapping) else None
+    if not isinstance(uri, str) or not uri:
         raise SnapshotError(f"Not a snapshot reference (expected a dict with a 'uri'): {str(value)[:200]!r}")
-    return value["uri"]
+    return uri
 
 
 def as_snapshot_ref(value: SnapshotLike, storage_options: Mapping[str, Any] | None = None) -> SnapshotRef:
@@ -286,7 +287,7 @@ def open_snapshot(snapshot: SnapshotLike, storage_options: Mapping[str, Any] | N
     return Snapshot(location=location, manifest=manifest)
 
 
-class SnapshotParquetFile(pq.ParquetFile):
+class SnapshotParquetFile(pq.ParquetFile):  # type: ignore[misc]  # pyarrow ships no type stubs
     """One snapshot file, read with page checksums verified; read errors name the file."""
 
     def __init__(self, source: str | BinaryIO, uri: str, *, memory_map: bool = False) -> None:

@@ -11,7 +11,7 @@ import posixpath
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -31,16 +31,16 @@ class Location:
     @property
     def path(self) -> str:
         """The filesystem-internal path (no scheme)."""
-        return url_to_fs(self.uri, **dict(self.storage_options))[1]
+        return cast(str, url_to_fs(self.uri, **dict(self.storage_options))[1])
 
     def join(self, *parts: str) -> Location:
         return Location(join_uri(self.uri, *parts), self.storage_options)
 
     def exists(self) -> bool:
-        return self.fs.exists(self.path)
+        return cast(bool, self.fs.exists(self.path))
 
     def read_bytes(self) -> bytes:
-        return self.fs.cat_file(self.path)
+        return cast(bytes, self.fs.cat_file(self.path))
 
     def write_bytes_atomic(self, data: bytes) -> None:
         """Write to a temporary sibling and move it into place, so readers never see half a file."""

@@ -8,7 +8,7 @@ import importlib.util
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from airflow_mlops_provider.core.training.errors import EntryPointError
 
@@ -72,7 +72,8 @@ def _top_level_names(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.Import | ast.ImportFrom):
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}
         elif isinstance(node, ast.If | ast.Try):
-            names |= _top_level_names(ast.Module(body=list(ast.iter_child_nodes(node)), type_ignores=[]))
+            body = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)]
+            names |= _top_level_names(ast.Module(body=body, type_ignores=[]))
     return names
 
 
@@ -96,4 +97,4 @@ def resolve_entry_point(entry_point: str) -> Callable[[Any], Any]:
         raise EntryPointError(
             f"Training entry point {entry_point!r} is not callable ({type(target).__name__})"
         )
-    return target
+    return cast(Callable[[Any], Any], target)

@@ -61,7 +61,9 @@ def run_builtin(
     return results
 
 
-def _result(expectation: str, column: str | None, success: bool, observed: Any, expected: Any, **extra: Any):
+def _result(
+    expectation: str, column: str | None, success: bool, observed: Any, expected: Any, **extra: Any
+) -> dict[str, Any]:
     return {
         "expectation": expectation,
         "column": column,
@@ -89,6 +91,7 @@ def _schema(
     reference: Mapping[str, Any] | None,
     suite_columns: Iterable[str],
 ) -> list[dict[str, Any]]:
+    expected: dict[str, str | None]
     if options["schema"]:
         expected = {str(k): str(v) for k, v in dict(options["schema"]).items()}
     elif reference:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_mlops_provider.core.errors import PermanentError
 
 
@@ -12,6 +14,6 @@ class ValidationConfigError(PermanentError, ValueError):
 class ValidationFailed(PermanentError, RuntimeError):
     """The data failed its suite; the message lists each failed expectation."""
 
-    def __init__(self, message: str, outcome: dict) -> None:
+    def __init__(self, message: str, outcome: dict[str, Any]) -> None:
         super().__init__(message)
         self.outcome = outcome

@@ -201,35 +201,20 @@ def decide(evaluation: Mapping[str, Any], config: GateConfig | dict[str, Any]) -
     checks: list[Check] = []
     reasons: list[str] = []
 
-    for name in used:
-        if finite(c_metrics.get(name)) is None:
-            raw = c_metrics.get(name, "missing")
-            checks.append(Check("finite", name, False, detail=f"value {raw!r}"))
-            reasons.append(f"challenger metric {name!r} is NaN or missing (got {raw!r})")
+    values = _finite_metrics(used, c_metrics, checks, reasons)
     if reasons:
         return GateResult("fail", reasons, checks, first_model=champion is None)
 
-    for name, bound in config.thresholds.items():
-        value = finite(c_metrics[name])
-        higher = HIGHER_IS_BETTER[name]
-        ok = value >= bound - _EPS if higher else value <= bound + _EPS
-        word = ">=" if higher else "<="
-        checks.append(Check("threshold", name, ok, challenger=value, bound=bound, detail=f"{word} {bound}"))
-        if not ok:
-            reasons.append(f"{name} {value:.6g} does not meet the threshold ({word} {bound:g})")
-
+    _threshold_checks(config, values, checks, reasons)
     if champion is None:
-        if not reasons:
-            met = ", ".join(f"{n}" for n in config.thresholds) or "none configured"
-            reasons.append(f"first model of this pipeline: absolute thresholds met ({met})")
-        return GateResult("pass" if all(c.passed for c in checks) else "fail", reasons, checks, True)
+        return _first_model_result(config, checks, reasons)
 
     k_metrics = champion.get("metrics") or {}
     if challenger.get("run_id") and challenger.get("run_id") == champion.get("run_id"):
         reasons.append(f"the challenger run is already champion (version {champion.get('version')})")
         return GateResult("pass" if all(c.passed for c in checks) else "fail", reasons, checks)
 
-    _gain_checks(config, primary, c_metrics, k_metrics, checks, reasons)
+    _gain_checks(config, primary, values[primary], k_metrics, checks, reasons)
     for name, tolerance in config.max_regression.items():
         _regression_check(name, tolerance, c_metrics.get(name), k_metrics.get(name), None, checks, reasons)
     _slice_checks(config, challenger.get("slices") or {}, champion.get("slices") or {}, checks, reasons)
@@ -237,21 +222,58 @@ def decide(evaluation: Mapping[str, Any], config: GateConfig | dict[str, Any]) -
     passed = all(c.passed for c in checks)
     if passed:
         reasons.append(
-            f"{primary} {finite(c_metrics[primary]):.6g} vs champion {finite(k_metrics[primary]):.6g}: "
+            f"{primary} {values[primary]:.6g} vs champion {finite(k_metrics[primary]):.6g}: "
             "gain and no-regression checks passed"
         )
     return GateResult("pass" if passed else "fail", reasons, checks)
 
 
+def _finite_metrics(
+    used: list[str], c_metrics: Mapping[str, Any], checks: list[Check], reasons: list[str]
+) -> dict[str, float]:
+    """The challenger's values of the metrics the gate uses; each NaN or missing one is a failed check."""
+    values: dict[str, float] = {}
+    for name in used:
+        value = finite(c_metrics.get(name))
+        if value is None:
+            raw = c_metrics.get(name, "missing")
+            checks.append(Check("finite", name, False, detail=f"value {raw!r}"))
+            reasons.append(f"challenger metric {name!r} is NaN or missing (got {raw!r})")
+        else:
+            values[name] = value
+    return values
+
+
+def _threshold_checks(
+    config: GateConfig, values: dict[str, float], checks: list[Check], reasons: list[str]
+) -> None:
+    for name, bound in config.thresholds.items():
+        value = values[name]
+        higher = HIGHER_IS_BETTER[name]
+        ok = value >= bound - _EPS if higher else value <= bound + _EPS
+        word = ">=" if higher else "<="
+        checks.append(Check("threshold", name, ok, challenger=value, bound=bound, detail=f"{word} {bound}"))
+        if not ok:
+            reasons.append(f"{name} {value:.6g} does not meet the threshold ({word} {bound:g})")
+
+
+def _first_model_result(config: GateConfig, checks: list[Check], reasons: list[str]) -> GateResult:
+    """No champion yet: the thresholds alone decide."""
+    if not reasons:
+        met = ", ".join(f"{n}" for n in config.thresholds) or "none configured"
+        reasons.append(f"first model of this pipeline: absolute thresholds met ({met})")
+    return GateResult("pass" if all(c.passed for c in checks) else "fail", reasons, checks, True)
+
+
 def _gain_checks(
     config: GateConfig,
     primary: str,
-    c_metrics: dict[str, Any],
+    value: float,
     k_metrics: dict[str, Any],
     checks: list[Check],
     reasons: list[str],
 ) -> None:
-    value, base = finite(c_metrics.get(primary)), finite(k_metrics.get(primary))
+    base = finite(k_metrics.get(primary))
     if base is None:
         checks.append(Check("min_gain", primary, False, challenger=value, detail="champion value missing"))
         reasons.append(f"champion metric {primary!r} is NaN or missing: cannot compare")

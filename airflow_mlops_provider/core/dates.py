@@ -21,6 +21,8 @@ dates is read by Arrow as ``date32`` (or ``timestamp``) already.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,12 +30,12 @@ import pyarrow.compute as pc
 DATE_PARTS = ("days", "month", "day_of_week")
 _TICKS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
-Column = pa.Array | pa.ChunkedArray
+Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def is_date_type(dtype: pa.DataType) -> bool:
     """Dates and timestamps (not durations or times of day)."""
-    return pa.types.is_date(dtype) or pa.types.is_timestamp(dtype)
+    return bool(pa.types.is_date(dtype) or pa.types.is_timestamp(dtype))
 
 
 def day_numbers(column: Column) -> Column:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -175,7 +175,7 @@ class DriftConfig(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def parse_config(config: DriftConfig | dict | None) -> DriftConfig:
+def parse_config(config: DriftConfig | dict[str, Any] | None) -> DriftConfig:
     """Validate a user config; errors name the offending key."""
     if isinstance(config, DriftConfig):
         return config

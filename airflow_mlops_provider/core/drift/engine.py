@@ -73,7 +73,7 @@ class DriftResult:
         if not plots:
             for col in out["columns"]:
                 col.pop("plot", None)
-        return _finite(out)
+        return {key: _finite(value) for key, value in out.items()}
 
     def column(self, name: str) -> ColumnResult:
         return next(c for c in self.columns if c.name == name)

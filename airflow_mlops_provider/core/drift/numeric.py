@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -160,7 +161,7 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.empty(0, dtype=np.int64)
     offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return np.arange(total, dtype=np.int64) + offsets
+    return cast(np.ndarray, np.arange(total, dtype=np.int64) + offsets)
 
 
 def quantile_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
@@ -126,27 +126,12 @@ class ReferenceStats:
         if col._sorted is not None:
             return col._sorted
         if self.store is not None and col.sorted_file is not None:
-            return self._load(col)
+            return _load_sorted(self.store.join(col.sorted_file), col.values)
         if self.source is not None:  # released after an earlier comparison: fit it again
-            return fit_column(self.source, name, self.config)._sorted
+            refit = fit_column(self.source, name, self.config)._sorted
+            if refit is not None:
+                return refit
         raise DriftError(f"Reference column {name!r} has no stored values")
-
-    def _load(self, col: ColumnReference) -> np.ndarray:
-        """Read a stored sorted buffer (memory-mapped when local); never unpickles."""
-        where = self.store.join(col.sorted_file)
-        try:
-            if is_local(where.fs):
-                values = np.load(where.path, mmap_mode="r", allow_pickle=False)
-            else:
-                values = np.load(io.BytesIO(where.read_bytes()), allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DriftError(f"Stored reference statistics {where.uri} are unreadable: {err}") from err
-        if values.dtype != np.float64 or values.ndim != 1 or values.size != col.values:
-            raise DriftError(
-                f"Stored reference statistics {where.uri} are unreadable: expected {col.values} float64 "
-                f"values, found {values.shape} {values.dtype}"
-            )
-        return values
 
     def release(self, name: str) -> None:
         """Drop a column's sorted buffer once compared (it is read back or refitted if needed again)."""
@@ -229,8 +214,33 @@ def load_reference(location: Location, config: DriftConfig) -> ReferenceStats | 
     )
 
 
+class _Basics(TypedDict):
+    """The fields every :class:`ColumnReference` has from its column alone."""
+
+    name: str
+    rows: int
+    dtype: str
+
+
 def store_location(snapshot_location: Location, split: str, fp: str) -> Location:
     return snapshot_location.join("drift-reference", split, fp)
+
+
+def _load_sorted(where: Location, expected: int) -> np.ndarray:
+    """Read a stored sorted buffer of ``expected`` values (memory-mapped when local); never unpickles."""
+    try:
+        if is_local(where.fs):
+            values = np.load(where.path, mmap_mode="r", allow_pickle=False)
+        else:
+            values = np.load(io.BytesIO(where.read_bytes()), allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DriftError(f"Stored reference statistics {where.uri} are unreadable: {err}") from err
+    if values.dtype != np.float64 or values.ndim != 1 or values.size != expected:
+        raise DriftError(
+            f"Stored reference statistics {where.uri} are unreadable: expected {expected} float64 "
+            f"values, found {values.shape} {values.dtype}"
+        )
+    return cast(np.ndarray, values)
 
 
 def fit_column(source: ColumnSource, name: str, config: DriftConfig) -> ColumnReference:
@@ -239,7 +249,7 @@ def fit_column(source: ColumnSource, name: str, config: DriftConfig) -> ColumnRe
     dtype = column.type
     override = config.columns.get(name)
     kind = override.kind if override and override.kind else None
-    base = {"name": name, "rows": len(column), "dtype": str(dtype)}
+    base: _Basics = {"name": name, "rows": len(column), "dtype": str(dtype)}
     if kind is None:
         if is_categorical_type(dtype):
             kind = "categorical"
@@ -259,7 +269,7 @@ def fit_column(source: ColumnSource, name: str, config: DriftConfig) -> ColumnRe
     return _categorical(column, base)
 
 
-def _numeric(values: np.ndarray, n_missing: int, config: DriftConfig, base: dict) -> ColumnReference:
+def _numeric(values: np.ndarray, n_missing: int, config: DriftConfig, base: _Basics) -> ColumnReference:
     ordered = np.sort(values)
     del values
     if ordered.size == 0:
@@ -278,6 +288,6 @@ def _numeric(values: np.ndarray, n_missing: int, config: DriftConfig, base: dict
     )
 
 
-def _categorical(column: Any, base: dict) -> ColumnReference:
+def _categorical(column: Any, base: _Basics) -> ColumnReference:
     counts, n_missing = category_counts(column)
     return ColumnReference(kind="categorical", missing=n_missing, counts=counts, **base)

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_mlops_provider.core.drift.columns import ParquetSource
 from airflow_mlops_provider.core.drift.config import DriftConfig, parse_config
@@ -313,4 +313,4 @@ def log_to_mlflow(check: DriftCheck, champion: Champion, settings: TrackingSetti
     client.set_model_version_tag(
         champion.model_name, champion.version, TAG_LAST_DRIFT, json.dumps(check.summary())[:4000]
     )
-    return run.info.run_id
+    return cast(str, run.info.run_id)

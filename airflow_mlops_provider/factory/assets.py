@@ -9,17 +9,18 @@ The data location an asset stands for is in its ``extra``.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetWatcher
 
-PipelineConfig = Any  # a plan View (see factory.plan)
+if TYPE_CHECKING:
+    from airflow_mlops_provider.factory.plan import PipelinePlan, SqsPlan
 
 GROUP = "mlops"
 MESSAGE_QUEUE_TRIGGER = "airflow.providers.common.messaging.triggers.msg_queue.MessageQueueTrigger"
 
 
-def _asset(config: PipelineConfig, kind: str, extra: dict[str, Any], **kwargs: Any) -> Asset:
+def _asset(config: PipelinePlan, kind: str, extra: dict[str, Any], **kwargs: Any) -> Asset:
     return Asset(
         name=f"mlops.{config.name}.{kind}",
         uri=f"x-mlops://{config.name}/{kind.replace('_', '-')}",
@@ -29,7 +30,7 @@ def _asset(config: PipelineConfig, kind: str, extra: dict[str, Any], **kwargs: A
     )
 
 
-def new_data_asset(config: PipelineConfig) -> Asset:
+def new_data_asset(config: PipelinePlan) -> Asset:
     """New training data landed at the pipeline's source (posted by a producer or an SQS watcher)."""
     source = config.data.source
     watchers = []
@@ -40,23 +41,23 @@ def new_data_asset(config: PipelineConfig) -> Asset:
     return _asset(config, "new_data", {"source": source.base_uri}, watchers=watchers)
 
 
-def drift_asset(config: PipelineConfig) -> Asset:
+def drift_asset(config: PipelinePlan) -> Asset:
     """Drift was found in the live data; the event's extra is the drift operator's summary."""
     live = config.monitoring.source.base_uri if config.monitoring else None
     return _asset(config, "drift", {"live_source": live})
 
 
-def snapshot_asset(config: PipelineConfig) -> Asset:
+def snapshot_asset(config: PipelinePlan) -> Asset:
     """A training snapshot was ingested; the event's extra holds its reference (uri, sha256, rows)."""
     return _asset(config, "training_snapshot", {"artifact_root": config.artifact_root})
 
 
-def champion_asset(config: PipelineConfig) -> Asset:
+def champion_asset(config: PipelinePlan) -> Asset:
     """The registered model's ``champion`` alias moved (consumers such as batch scoring may follow)."""
     return _asset(config, "champion", {"model_name": config.registered_model_name})
 
 
-def sqs_watcher(name: str, sqs: Any, aws_conn_id: str | None) -> AssetWatcher:
+def sqs_watcher(name: str, sqs: SqsPlan, aws_conn_id: str | None) -> AssetWatcher:
     """An AssetWatcher running the common-messaging ``MessageQueueTrigger`` (scheme ``sqs``).
 
     The triggerer instantiates ``MessageQueueTrigger(scheme="sqs", sqs_queue=..., ...)``, which

@@ -20,7 +20,6 @@ rollback_<name>  (manual, with a ``reason`` param)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,16 +28,17 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 from airflow_mlops_provider.factory import docs, env
 from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
 from airflow_mlops_provider.factory.notify import notifier
-from airflow_mlops_provider.factory.plan import View, as_view
+from airflow_mlops_provider.factory.plan import PipelinePlan, SourcePlan
 from airflow_mlops_provider.factory.tasks import ChampionCheckOperator, TriggerCauseOperator
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.factory.config import PipelineConfig
 
 
-def build_pipeline(config: PipelineConfig | Mapping[str, Any], source: str | None = None) -> dict[str, DAG]:
-    """Build every DAG of one pipeline (a validated config, or its plan); keys are the DAG ids."""
-    config = as_view(config.plan() if hasattr(config, "plan") else config)
+def build_pipeline(config: PipelinePlan | PipelineConfig, source: str | None = None) -> dict[str, DAG]:
+    """Build every DAG of one pipeline (its plan, or a validated config); keys are the DAG ids."""
+    if not isinstance(config, PipelinePlan):
+        config = config.plan()
     env.register_secrets(config.env)
     dags = [build_retrain_dag(config, source), build_rollback_dag(config, source)]
     if config.monitoring is not None:
@@ -46,7 +46,7 @@ def build_pipeline(config: PipelineConfig | Mapping[str, Any], source: str | Non
     return {dag.dag_id: dag for dag in dags}
 
 
-def retrain_schedule(config: View) -> Any:
+def retrain_schedule(config: PipelinePlan) -> Any:
     """``AssetOrTimeSchedule(cron, new_data | drift)``, or the part of it that is configured."""
     triggers = config.triggers
     assets = []
@@ -67,7 +67,7 @@ def retrain_schedule(config: View) -> Any:
     return timetable
 
 
-def build_retrain_dag(config: View, source: str | None = None) -> DAG:
+def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.evaluate import EvaluateOperator
     from airflow_mlops_provider.operators.ingest import IngestOperator
     from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator, promotion_pool
@@ -122,10 +122,10 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
         validate = ValidateOperator(
             task_id="validate",
             snapshot=ingest.output,
-            suite=config.validation["suite"],
+            suite=config.validation.suite,
             split=config.validation.split,
             mode=config.validation.mode,
-            builtin_checks=config.validation.resolved_builtin_checks,
+            builtin_checks=config.validation.builtin_checks,
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["validate"],
             **common,
@@ -137,8 +137,8 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
             snapshot=ingest.output,
             split=config.evaluation.split,
             model_name=config.registered_model_name,
-            metrics=config.evaluation["metrics"],
-            slices=list(config.evaluation["slices"]),
+            metrics=config.evaluation.metrics,
+            slices=list(config.evaluation.slices),
             mlflow_conn_id=config.mlflow_conn_id,
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["evaluate"],
@@ -146,7 +146,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
         gate = GateOperator(
             task_id="gate",
             evaluation=evaluate.output,
-            gate=dict(config.gate_settings),
+            gate=dict(config.gate),
             trigger=cause.output,
             validation=validate.output,
             pipeline=config.name,
@@ -185,7 +185,7 @@ def build_retrain_dag(config: View, source: str | None = None) -> DAG:
     return dag
 
 
-def _training(config: View, ingest: Any, common: dict[str, str]) -> tuple[Any, Any]:
+def _training(config: PipelinePlan, ingest: Any, common: dict[str, str]) -> tuple[Any, Any]:
     """One training task, or a task mapped over the grid followed by ``select_best`` (first, last)."""
     from airflow_mlops_provider.operators.train import SelectBestRunOperator, TorchrunTrainOperator
 
@@ -200,8 +200,8 @@ def _training(config: View, ingest: Any, common: dict[str, str]) -> tuple[Any, A
         doc_md=docs.TASKS["train"],
         **common,
     )
-    if training.resources.pool:
-        kwargs.update(pool=training.resources.pool, pool_slots=training.resources.pool_slots)
+    if training.pool:
+        kwargs.update(pool=training.pool, pool_slots=training.pool_slots)
     points = training.grid_points
     if len(points) == 1:
         train = TorchrunTrainOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
@@ -212,44 +212,29 @@ def _training(config: View, ingest: Any, common: dict[str, str]) -> tuple[Any, A
     best = SelectBestRunOperator(
         task_id="select_best",
         results=train.output,
-        metric=training.resolved_select_metric,
+        metric=training.select_metric,
         mode=training.select_mode,
         doc_md=docs.TASKS["select_best"],
     )
     return train, best
 
 
-def training_arguments(config: View) -> dict[str, Any]:
-    """The training operator's arguments that define *what* is trained (hashed for the skip check)."""
-    training = config.training
-    resources = training.resources
-    threads = resources.cpus
-    return {
-        "target": training.target,
-        "task": training.task,
-        "entry_point": training.resolved_entry_point,
-        "nproc_per_node": training.workers,
-        "nnodes": training.nodes,
-        "rdzv_endpoint": training.rdzv_endpoint,
-        # every node of one training job must share the id; each run and grid point needs its own
-        "rdzv_id": "mlops-{{ run_id }}-{{ ti.map_index }}" if training.nodes > 1 else None,
-        "max_restarts": training.max_restarts,
-        "backend": "nccl" if resources.gpus else None,
-        "threads_per_proc": threads,
-        "checkpoint_every": training.checkpoint_every,
-        "experiment_name": config.experiment_name,
-        "seed": training.seed,
-        "missing_target": training.missing_target,
-    }
+def training_arguments(config: PipelinePlan) -> dict[str, Any]:
+    """The training operator's ``TrainingJob`` arguments that define *what* is trained (hashed for the
+    skip check): the plan's, plus the rendezvous id."""
+    job = config.training.job
+    # every node of one training job must share the id; each run and grid point needs its own
+    rdzv_id = "mlops-{{ run_id }}-{{ ti.map_index }}" if job["nnodes"] > 1 else None
+    return {**job, "rdzv_id": rdzv_id}
 
 
-def training_jobs(config: View) -> list[dict[str, Any]]:
+def training_jobs(config: PipelinePlan) -> list[dict[str, Any]]:
     """The training arguments of every grid point (hashed at run time by the skip check)."""
     base = {**training_arguments(config), **_common(config)}
     return [{**base, "hyperparameters": point} for point in config.training.grid_points]
 
 
-def build_monitor_dag(config: View, source: str | None = None) -> DAG:
+def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.drift import DriftOperator
     from airflow_mlops_provider.operators.ingest import IngestOperator
     from airflow_mlops_provider.operators.score import BatchScoreOperator
@@ -321,7 +306,7 @@ def build_monitor_dag(config: View, source: str | None = None) -> DAG:
     return dag
 
 
-def build_rollback_dag(config: View, source: str | None = None) -> DAG:
+def build_rollback_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.promote import RollbackOperator, promotion_pool
 
     dag = DAG(
@@ -354,9 +339,9 @@ def build_rollback_dag(config: View, source: str | None = None) -> DAG:
     return dag
 
 
-def _csv_options(source: View) -> dict[str, Any] | None:
+def _csv_options(source: SourcePlan) -> dict[str, Any] | None:
     """The source's CSV reading options; None keeps the reader's default null markers."""
-    markers = source.get("null_values")
+    markers = source.null_values
     return None if markers is None else {"null_values": list(markers)}
 
 
@@ -364,20 +349,20 @@ def _cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC")
 
 
-def _shown(config: View, text: str) -> str:
+def _shown(config: PipelinePlan, text: str) -> str:
     """UI text with expanded environment values written as ``${NAME}`` (before any cut: none half-shown)."""
     return env.shown(text, config.env)
 
 
-def _common(config: View) -> dict[str, str]:
+def _common(config: PipelinePlan) -> dict[str, str]:
     return {"pipeline": config.name, "artifact_root": config.artifact_root}
 
 
-def _tags(config: View, kind: str) -> list[str]:
+def _tags(config: PipelinePlan, kind: str) -> list[str]:
     return list(dict.fromkeys(["mlops", kind, f"pipeline:{config.name}", *config.tags]))
 
 
-def _default_args(config: View, timeout: float | None = None) -> dict[str, Any]:
+def _default_args(config: PipelinePlan, timeout: float | None = None) -> dict[str, Any]:
     defaults = config.defaults
     args: dict[str, Any] = {
         "owner": config.owner,

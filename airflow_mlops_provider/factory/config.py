@@ -8,6 +8,7 @@ when the file is loaded, before validation.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -27,9 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS, DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.core.paths import check_model_name
-from airflow_mlops_provider.core.training.hyperparameters import BUILTIN_ENTRY_POINT as DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.core.training.hyperparameters import schema_for
+from airflow_mlops_provider.core.training.job import TrainingJob
+from airflow_mlops_provider.factory.plan import PipelinePlan
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_GRID_POINTS = 64
@@ -238,7 +241,7 @@ class Data(Strict):
     source: Source
     split: Split = Field(default_factory=Split)
     chunk_rows: int = Field(
-        default=100_000,
+        default=DEFAULT_CHUNK_ROWS,
         gt=0,
         description="Rows read and written per chunk while ingesting (bounds the task's memory)",
     )
@@ -415,6 +418,20 @@ class Training(Strict):
             {**self.hyperparameters, **dict(zip(keys, combo, strict=True))}
             for combo in itertools.product(*(self.grid[k] for k in keys))
         ]
+
+    def job_arguments(self) -> dict[str, Any]:
+        """The ``TrainingJob`` arguments this section fixes: its fields named like the job's, then
+        the ones the YAML names otherwise (hyperparameters come per grid point)."""
+        names = {f.name for f in dataclasses.fields(TrainingJob)} - {"hyperparameters"}
+        same = {name: getattr(self, name) for name in sorted(names & set(type(self).model_fields))}
+        return {
+            **same,
+            "entry_point": self.resolved_entry_point,
+            "nproc_per_node": self.workers,
+            "nnodes": self.nodes,
+            "backend": "nccl" if self.resources.gpus else None,
+            "threads_per_proc": self.resources.cpus,
+        }
 
 
 class Evaluation(Strict):
@@ -752,12 +769,6 @@ class PipelineConfig(Strict):
             or DEFAULT_PRIMARY[self.training.task]
         )
 
-    @property
-    def metric_mode(self) -> Literal["max", "min"]:
-        from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER
-
-        return "max" if HIGHER_IS_BETTER[self.primary_metric] else "min"
-
     def gate_settings(self) -> dict[str, Any]:
         """The gate dict handed to GateOperator (primary metric filled in, ``on_fail`` removed)."""
         gate = {k: v for k, v in self.gate.items() if k != "on_fail"}
@@ -778,37 +789,39 @@ class PipelineConfig(Strict):
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
-    def plan(self) -> dict[str, Any]:
-        """The validated config as plain JSON, plus every derived value the DAG builder reads.
+    def plan(self) -> PipelinePlan:
+        """What the DAG builder reads of this config, every derived value resolved.
 
-        The builder works from this plan only, so a cached plan builds the DAGs without the
-        schema (see :mod:`airflow_mlops_provider.factory.plan`).
+        Built from the config as JSON, as a cached plan is, so both are equal and a cached plan
+        builds the DAGs without the schema (see :mod:`airflow_mlops_provider.factory.plan`).
         """
         plan = self.model_dump(mode="json")
         plan.update(
             registered_model_name=self.registered_model_name,
             experiment_name=self.experiment_name,
-            primary_metric=self.primary_metric,
-            metric_mode=self.metric_mode,
-            gate_settings=self.gate_settings(),
+            gate=self.gate_settings(),
             gate_on_fail=self.gate.get("on_fail", "skip"),
             fingerprint=self.fingerprint(),
             env=dict(self._env),
         )
         _source_plan(plan["data"]["source"], self.data.source)
-        plan["data"]["split"]["names"] = self.data.split.names
-        plan["validation"]["resolved_builtin_checks"] = self.builtin_checks()
-        plan["data"]["split"]["options"] = self.data.split.model_dump(mode="json", exclude_none=True)
+        split = self.data.split
+        plan["data"]["split"].update(
+            names=split.names, options=split.model_dump(mode="json", exclude_none=True)
+        )
+        plan["validation"]["builtin_checks"] = self.builtin_checks()
         if self.monitoring is not None:
             _source_plan(plan["monitoring"]["source"], self.monitoring.source)
-        training = plan["training"]
-        training.update(
-            grid_points=self.training.grid_points(),
-            resolved_entry_point=self.training.resolved_entry_point,
-            resolved_select_metric=self.training.resolved_select_metric,
-            select_mode=self.training.select_mode,
+        training = self.training
+        plan["training"].update(
+            job={**training.job_arguments(), "experiment_name": self.experiment_name},
+            grid_points=training.grid_points(),
+            pool=training.resources.pool,
+            pool_slots=training.resources.pool_slots,
+            select_metric=training.resolved_select_metric,
+            select_mode=training.select_mode,
         )
-        return plan
+        return PipelinePlan.from_json(plan)
 
 
 def _source_plan(plan: dict[str, Any], source: Source) -> None:

@@ -18,7 +18,7 @@ from airflow.sdk import DAG, get_parsing_context
 
 from airflow_mlops_provider.factory import PIPELINE_GLOB, env, pipeline_files
 from airflow_mlops_provider.factory.builder import build_pipeline
-from airflow_mlops_provider.factory.plan import load_plan
+from airflow_mlops_provider.factory.plan import PipelinePlan, load_plan
 
 BROKEN_DAG_ID = "mlops_invalid_pipeline_configs"
 DAG_KINDS = ("retrain", "monitor", "rollback")
@@ -83,7 +83,7 @@ def load_dags(folder: str | os.PathLike[str], pattern: str = PIPELINE_GLOB) -> d
     return dags
 
 
-def dag_ids(config: Any) -> list[str]:
+def dag_ids(config: PipelinePlan) -> list[str]:
     """The DAG ids a config (plan) produces."""
     kinds = DAG_KINDS if config.monitoring is not None else ("retrain", "rollback")
     return [f"{kind}_{config.name}" for kind in kinds]

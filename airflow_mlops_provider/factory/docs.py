@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
-PipelineConfig = Any  # a plan View (see factory.plan): attribute access over the validated config
+if TYPE_CHECKING:
+    from airflow_mlops_provider.factory.plan import PipelinePlan
 
 TASKS: dict[str, str] = {
     "trigger_cause": "Records why this run started (schedule, new data, drift or manual) and the asset "
@@ -36,7 +37,7 @@ TASKS: dict[str, str] = {
 }
 
 
-def _header(config: PipelineConfig, title: str, source: str | None) -> list[str]:
+def _header(config: PipelinePlan, title: str, source: str | None) -> list[str]:
     lines = [f"# {title}", ""]
     if config.description:
         lines += [config.description, ""]
@@ -49,7 +50,7 @@ def _header(config: PipelineConfig, title: str, source: str | None) -> list[str]
     return lines
 
 
-def retrain_dag(config: PipelineConfig, source: str | None) -> str:
+def retrain_dag(config: PipelinePlan, source: str | None) -> str:
     t = config.triggers
     causes = []
     if t.schedule:
@@ -62,16 +63,17 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
     if t.drift:
         causes.append(f"drift found by `monitor_{config.name}`: asset `mlops.{config.name}.drift`")
     training = config.training
+    job = training.job
     points = len(training.grid_points)
     lines = _header(config, f"Retrain {config.registered_model_name}", source)
     lines += [
         f"* **starts on**: {' OR '.join(causes) if causes else 'manual trigger only'}; one run at a time",
         f"* **data**: `{config.data.source.resolved}`, split by {config.data.split.by} into "
         f"{', '.join(config.data.split.names)}",
-        f"* **training**: {training.task} on `{training.target}` with `{training.resolved_entry_point}`, "
-        f"{points} config(s), {training.workers} worker(s) x {training.nodes} node(s), "
+        f"* **training**: {job['task']} on `{job['target']}` with `{job['entry_point']}`, "
+        f"{points} config(s), {job['nproc_per_node']} worker(s) x {job['nnodes']} node(s), "
         f"timeout {int(training.timeout)} s",
-        f"* **gate**: `{json.dumps(config.gate_settings)}`; approval "
+        f"* **gate**: `{json.dumps(config.gate)}`; approval "
         f"{'required' if config.approval.enabled else 'off'}",
         "",
         "Runs skip training and promotion when the data snapshot and the training config are the "
@@ -84,7 +86,7 @@ def retrain_dag(config: PipelineConfig, source: str | None) -> str:
     return "\n".join(lines)
 
 
-def monitor_dag(config: PipelineConfig, source: str | None) -> str:
+def monitor_dag(config: PipelinePlan, source: str | None) -> str:
     m = config.monitoring
     assert m is not None
     lines = _header(config, f"Monitor {config.registered_model_name}", source)
@@ -98,13 +100,13 @@ def monitor_dag(config: PipelineConfig, source: str | None) -> str:
     return "\n".join(lines)
 
 
-def _pool(config: PipelineConfig) -> str:
+def _pool(config: PipelinePlan) -> str:
     from airflow_mlops_provider.operators.promote import promotion_pool
 
     return promotion_pool(config.registered_model_name)
 
 
-def rollback_dag(config: PipelineConfig, source: str | None) -> str:
+def rollback_dag(config: PipelinePlan, source: str | None) -> str:
     lines = _header(config, f"Roll back {config.registered_model_name}", source)
     lines += [
         "",

@@ -51,7 +51,7 @@ def test_minimal_config_gets_documented_defaults():
     config = parse_pipeline(MINIMAL)
     assert config.data.source.resolved == "s3://raw-data/churn/*.parquet"
     assert config.data.source.base_uri == "s3://raw-data/churn/"
-    assert (config.primary_metric, config.metric_mode) == ("roc_auc", "max")
+    assert config.primary_metric == "roc_auc"
     assert config.training.grid_points() == [{}]
     assert config.triggers.schedule is None and not config.triggers.new_data.enabled
     assert config.registered_model_name == "churn"
@@ -100,7 +100,7 @@ def test_custom_entry_point_hyperparameters_pass_as_they_are_unless_it_declares_
 def test_missing_target_settings_reach_the_validation_checks(tmp_path: Path):
     default = parse_pipeline(MINIMAL)
     assert (default.training.missing_target, default.training.max_missing_target_share) == ("drop", 0.05)
-    assert default.plan()["validation"]["resolved_builtin_checks"] == {
+    assert default.plan().validation.builtin_checks == {
         "target": "churned",
         "max_target_null_fraction": 0.05,
     }

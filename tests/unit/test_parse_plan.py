@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.factory import plan as plans
 from airflow_mlops_provider.factory.loader import ConfigError, load_pipeline
 
@@ -35,7 +37,7 @@ def test_plan_is_cached_and_equals_the_validated_config(tmp_path: Path, cache: P
     first = plans.load_plan(path)
     (stored,) = cache.glob("*.json")
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
-    assert json.loads(stored.read_text()) == first == load_pipeline(path).plan()
+    assert plans.PipelinePlan.from_json(json.loads(stored.read_text())) == first == load_pipeline(path).plan()
     assert plans.load_plan(path) == first
     points = first.training.grid_points
     assert [(p["lr"], p["epochs"], p["hidden"]) for p in points] == [
@@ -93,12 +95,28 @@ def test_unsafe_or_disabled_cache_is_not_used(tmp_path: Path, monkeypatch: pytes
     assert plans.load_plan(_config(tmp_path)).name == "cancer"
 
 
-def test_plan_view_is_read_only(tmp_path: Path, cache: Path):
-    view = plans.load_plan(_config(tmp_path))
+def test_plan_is_read_only(tmp_path: Path, cache: Path):
+    plan = plans.load_plan(_config(tmp_path))
     with pytest.raises(AttributeError, match="read-only"):
-        view.name = "other"
+        plan.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="read-only"):
+        plan.training.timeout = 1.0  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        _ = view.no_such_field
+        _ = plan.no_such_field  # type: ignore[attr-defined]
+
+
+def test_training_jobs_are_training_job_arguments(tmp_path: Path, cache: Path):
+    """The builder's training parameters come from TrainingJob's fields; each grid point is a valid job."""
+    from airflow_mlops_provider.factory.builder import training_jobs
+
+    plan = plans.load_plan(_config(tmp_path))
+    names = {f.name for f in dataclasses.fields(TrainingJob)}
+    jobs = training_jobs(plan)
+    assert len(jobs) == len(plan.training.grid_points) == 2
+    for job in jobs:
+        assert set(job) <= names, set(job) - names
+        assert job["missing_target"] == "drop"
+        TrainingJob(snapshot={"sha256": "0" * 64}, **job).validate()
 
 
 def test_key_follows_the_allow_list_not_other_variables(tmp_path: Path):

@@ -185,8 +185,8 @@ def find_version_by_source_run(client: MlflowClient, model_name: str, run_id: st
     query = f"name = {filter_value(model_name)} and tag.`{TAG_SOURCE_RUN}` = {filter_value(run_id)}"
     with _step(f"looking up the version of {model_name!r} registered from run {run_id}", client):
         found = client.search_model_versions(query)
-    found = [v for v in found if v.tags.get(TAG_SOURCE_RUN) == run_id]
-    return min(found, key=lambda v: int(v.version)) if found else None
+    matching = [v for v in found if v.tags.get(TAG_SOURCE_RUN) == run_id]
+    return min(matching, key=lambda v: int(v.version)) if matching else None
 
 
 def filter_value(text: str) -> str:
@@ -210,7 +210,7 @@ class Registration:
     version: str
     source_run_id: str
     created: bool
-    source: str
+    source: str | None  # the model's artifact location, as MLflow records it
     tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -10,7 +10,9 @@ import pandas as pd
 MAX_EXAMPLES = 10
 
 
-def run_gx(df: pd.DataFrame, expectations: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict]:
+def run_gx(
+    df: pd.DataFrame, expectations: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Validate ``df``; return (one result dict per expectation, GX's own JSON result)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -31,7 +33,8 @@ def run_gx(df: pd.DataFrame, expectations: Sequence[dict[str, Any]]) -> tuple[li
         ],
     )
     result = batch.validate(suite, result_format="SUMMARY")
-    return [_summarise(r) for r in result.results], result.to_json_dict()
+    # great_expectations leaves to_json_dict unannotated
+    return [_summarise(r) for r in result.results], result.to_json_dict()  # type: ignore[no-untyped-call]
 
 
 def _summarise(item: Any) -> dict[str, Any]:

@@ -151,7 +151,9 @@ def _open(value: SnapshotLike, options: dict[str, Any], artifact_root: str | Non
         raise ValidationConfigError(f"{what}: {err}") from err
 
 
-def _report_dir(snap: Snapshot, artifact_root: str | None, pipeline: str | None, options: dict) -> Location:
+def _report_dir(
+    snap: Snapshot, artifact_root: str | None, pipeline: str | None, options: dict[str, Any]
+) -> Location:
     sha = snap.manifest["sha256"]
     if artifact_root and pipeline:
         try:

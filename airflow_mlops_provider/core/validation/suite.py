@@ -27,8 +27,9 @@ from airflow_mlops_provider.core.validation.errors import ValidationConfigError
 INFER_DEFAULTS = {"range_margin": 0.1, "mostly": 1.0, "max_categories": 50}
 
 
-def normalise_suite(entries: Sequence[Mapping[str, Any]], origin: str = "suite") -> list[dict[str, Any]]:
-    """Accept ``{"type", "kwargs"}`` (GX JSON) or flat ``{"expectation": ..., "column": ...}`` entries."""
+def normalise_suite(entries: object, origin: str = "suite") -> list[dict[str, Any]]:
+    """Accept a list of ``{"type", "kwargs"}`` (GX JSON) or flat ``{"expectation": ..., "column": ...}``
+    entries; anything else (user input, so any value) is a :class:`ValidationConfigError`."""
     if isinstance(entries, Mapping) or not isinstance(entries, Sequence) or isinstance(entries, str):
         raise ValidationConfigError(
             f"{origin}: expected a list of expectations, got {type(entries).__name__}"

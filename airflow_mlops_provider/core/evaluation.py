@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,10 +33,20 @@ if TYPE_CHECKING:
 
 
 class Model(Protocol):
-    task: str
-    target: str
+    """What evaluation needs of a model (:class:`~.tabular_model.TabularModel` has it)."""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def classes(self) -> Sequence[Any] | None: ...  # a classifier's labels, in its output order
 
     def predict(self, frame: Any) -> np.ndarray: ...
+
+    def predict_proba(self, frame: Any) -> np.ndarray: ...  # classifiers only
 
 
 class EvaluationError(PermanentError, ValueError):
@@ -87,6 +97,7 @@ def compute_metrics(
     if wrong:
         raise EvaluationError(f"metric(s) {wrong} do not apply to {task}; choose from {TASK_METRICS[task]}")
     out: dict[str, float | None] = {}
+    table: dict[str, Callable[[], float]]
     if len(y_true) == 0:
         return {name: None for name in wanted}
     with warnings.catch_warnings():
@@ -127,8 +138,8 @@ def _roc_auc(y_true: np.ndarray, proba: np.ndarray | None, labels: list[Any]) ->
     if proba is None or len(set(np.asarray(y_true).tolist())) < 2:
         return float("nan")
     if len(labels) == 2:
-        return roc_auc_score(np.asarray(y_true) == labels[1], proba[:, 1])
-    return roc_auc_score(y_true, proba, labels=labels, multi_class="ovr", average="macro")
+        return float(roc_auc_score(np.asarray(y_true) == labels[1], proba[:, 1]))
+    return float(roc_auc_score(y_true, proba, labels=labels, multi_class="ovr", average="macro"))
 
 
 def evaluate_frame(
@@ -161,7 +172,7 @@ def evaluate_frame(
     proba = classes = None
     if model.task == "classification":
         proba = np.asarray(model.predict_proba(frame))
-        classes = list(model.classes)
+        classes = None if model.classes is None else list(model.classes)
     metric_names = list(metrics) if metrics else None
     result: dict[str, Any] = {
         "metrics": compute_metrics(model.task, y_true, y_pred, proba, classes, metric_names),
@@ -235,7 +246,7 @@ def evaluate_challenger_and_champion(
     else:
         version = registry.get_version(client, model_name, champion_version)
     champion: ChampionScores | None = None
-    if champion_version is not None:
+    if version is not None:  # None exactly when there is no champion
         try:
             champion_model = loader(f"models:/{model_name}/{champion_version}", settings)
         except Exception as err:  # MlflowException, TabularModelError, OSError: all name the file

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import yaml
@@ -52,7 +52,7 @@ def log_model(
         # predict() has no type hints on purpose: the explicit signature is the schema.
         warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         local = model.save(Path(tmp) / TABULAR_ARTIFACT)
-        return mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(_CODE_FILE),
             artifacts={TABULAR_ARTIFACT: str(local)},
@@ -61,6 +61,7 @@ def log_model(
             pip_requirements=_requirements(),
             tags=tags,
         )
+        return cast("ModelInfo", info)  # mlflow's log_model is wrapped by an untyped decorator
 
 
 def load_model(model_uri: str, settings: TrackingSettings) -> TabularModel:

@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -295,7 +295,7 @@ class TabularModel:
         was_training = self.network.training
         self.network.eval()
         try:
-            return self.network(self.encode_features(frame))
+            return cast(torch.Tensor, self.network(self.encode_features(frame)))
         finally:
             self.network.train(was_training)
 
@@ -303,10 +303,10 @@ class TabularModel:
         """Class labels (classification) or values (regression), one per row."""
         out = self._outputs(frame)
         if self.task == "classification":
-            return np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)[
-                out.argmax(dim=1).numpy()
-            ]
-        return (out.squeeze(1).double().numpy() * self.spec.target_std) + self.spec.target_mean
+            labels = np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)
+            return cast(np.ndarray, labels[out.argmax(dim=1).numpy()])
+        values = out.squeeze(1).double().numpy()
+        return cast(np.ndarray, values * self.spec.target_std + self.spec.target_mean)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in :attr:`classes` order (classification only)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow.models import set_model
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
 from airflow_mlops_provider.core.tabular_model import TabularModel
 
@@ -26,7 +26,7 @@ class TabularPyfunc(PythonModel):
         self.model = TabularModel.load(context.artifacts["tabular"])
 
     # No type hints: MLflow would derive a schema from them; the logged signature is the schema.
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return self.model.predict(frame)
 

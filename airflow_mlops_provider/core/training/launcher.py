@@ -33,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow_mlops_provider.core.names import (
     TAG_PIPELINE,
@@ -50,6 +50,9 @@ from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
 
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.tracking import TrackingSettings
+
 
 class TorchrunLauncher:
     """Runs one :class:`TrainingJob` under torchrun; :meth:`terminate` may be called from a signal handler."""
@@ -57,7 +60,7 @@ class TorchrunLauncher:
     def __init__(
         self,
         job: TrainingJob,
-        settings: Any,
+        settings: TrackingSettings,
         storage_options: Mapping[str, Any] | None = None,
         log: Callable[[str], None] = print,
         grace_s: float = 3.0,
@@ -181,9 +184,9 @@ class TorchrunLauncher:
             query = f"tags.`{TAG_RDZV_ID}` = {filter_value(str(self.job.rdzv_id))}"
             found = client.search_runs([experiment_id], query, max_results=1)
             if found:
-                return found[0].info.run_id
+                return cast(str, found[0].info.run_id)  # mlflow's RunInfo properties are untyped
         run = client.create_run(experiment_id, tags=tags, run_name=self.job.run_name)
-        run_id = run.info.run_id
+        run_id: str = run.info.run_id
         client.log_batch(
             run_id,
             params=[Param(k, _param_value(v)) for k, v in params.items()],
@@ -246,16 +249,17 @@ class TorchrunLauncher:
         )
         tail: deque[str] = deque(maxlen=200)
         fatal: dict[str, Any] | None = None
+        stdout = cast(IO[bytes], self.proc.stdout)  # stdout=PIPE: never None
         selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        selector.register(stdout, selectors.EVENT_READ)
         pending = b""
         last_scan = 0.0
         try:
             while True:
                 for _key, _ in selector.select(timeout=0.5):
-                    chunk = os.read(self.proc.stdout.fileno(), 65536)
+                    chunk = os.read(stdout.fileno(), 65536)
                     if not chunk:
-                        selector.unregister(self.proc.stdout)
+                        selector.unregister(stdout)
                         break
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
@@ -351,7 +355,7 @@ class TorchrunLauncher:
 
 def run_training(
     job: TrainingJob,
-    settings: Any,
+    settings: TrackingSettings,
     storage_options: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainingResult:

@@ -52,7 +52,7 @@ def train(ctx: TrainingContext) -> TabularModel:
     x_val, y_val = model.encode_features(val_df), model.encode_target(val_df)
 
     epochs = params.epochs
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
         TensorDataset(x_train, y_train),
         num_replicas=ctx.world_size,
         rank=ctx.rank,
@@ -81,7 +81,7 @@ def train(ctx: TrainingContext) -> TabularModel:
 
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch)
-        ddp.train()
+        ddp.train()  # type: ignore[no-untyped-call]  # torch leaves DistributedDataParallel.train unannotated
         total, count = torch.zeros(2, dtype=torch.float64, device=ctx.device), 0
         for step, (xb, yb) in enumerate(loader):
             xb, yb = xb.to(ctx.device), yb.to(ctx.device)

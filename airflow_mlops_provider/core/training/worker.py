@@ -125,7 +125,8 @@ def _init_process_group(backend: str, rank: int, world_size: int) -> None:
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
         dist.init_process_group(backend=backend)
         return
-    store = dist.TCPStore(
+    # torch.distributed re-exports its stores from torch._C without declaring them
+    store = dist.TCPStore(  # type: ignore[attr-defined]
         os.environ["MASTER_ADDR"],
         int(os.environ["MASTER_PORT"]),
         world_size,
@@ -133,7 +134,7 @@ def _init_process_group(backend: str, rank: int, world_size: int) -> None:
         timeout=timedelta(minutes=5),
     )
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    prefixed = dist.PrefixStore(f"mlops/attempt-{restart}/", store)
+    prefixed = dist.PrefixStore(f"mlops/attempt-{restart}/", store)  # type: ignore[attr-defined]
     dist.init_process_group(backend=backend, store=prefixed, rank=rank, world_size=world_size)
 
 

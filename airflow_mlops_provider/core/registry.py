@@ -82,8 +82,11 @@ _REJECTED_CODES = frozenset(
 MAX_REASON = 400
 
 
-class ArtifactVerificationError(PermanentError, RegistryError):
-    """A model version's artifacts are missing or do not load; no alias was pointed at it."""
+class ArtifactVerificationError(TransientError, RegistryError):
+    """A model version's artifacts are missing or do not load; no alias was pointed at it.
+
+    Transient: the artifact store may be catching up or briefly down, and a retry verifies again.
+    """
 
 
 class ChampionChanged(TransientError, RegistryError):

@@ -9,12 +9,10 @@ when the file is loaded, before validation.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
 import re
-import sys
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_mlops_provider.core.drift.config import DriftConfig
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS, DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.core.paths import check_model_name
 from airflow_mlops_provider.core.training.hyperparameters import schema_for
@@ -472,27 +471,8 @@ def _drift(value: Any) -> Any:
     """Validate drift settings with the drift check's own schema, naming sub-fields."""
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping of drift settings, got {value!r}")
-    _check_with(_drift_schema(), value)
+    _check_with(DriftConfig, value)
     return value
-
-
-@functools.cache
-def _drift_schema() -> type[BaseModel]:
-    """``core/drift/config.py``'s DriftConfig, loaded from its file without the ``core.drift`` package.
-
-    The package's ``__init__`` imports the drift engine (numpy, pyarrow), which must not happen
-    in the dag-processor (DESIGN.md rule 1); the schema module itself needs only pydantic. It is
-    loaded under a private name, so the real module is untouched.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "core" / "drift" / "config.py"
-    spec = importlib.util.spec_from_file_location("_mlops_drift_config_schema", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the postponed annotations through it
-    spec.loader.exec_module(module)
-    return module.DriftConfig
 
 
 def _check_with(model: type[BaseModel], value: dict[str, Any]) -> None:

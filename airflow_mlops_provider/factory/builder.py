@@ -32,6 +32,8 @@ from airflow_mlops_provider.factory.plan import PipelinePlan, SourcePlan
 from airflow_mlops_provider.factory.tasks import ChampionCheckOperator, TriggerCauseOperator
 
 if TYPE_CHECKING:
+    from airflow.sdk.definitions.asset import BaseAsset
+
     from airflow_mlops_provider.factory.config import PipelineConfig
 
 
@@ -55,7 +57,7 @@ def retrain_schedule(config: PipelinePlan) -> Any:
     if triggers.drift:
         assets.append(drift_asset(config))
     timetable = _cron(triggers.schedule) if triggers.schedule else None
-    condition = None
+    condition: BaseAsset | None = None
     if assets:
         condition = assets[0]
         for asset in assets[1:]:

@@ -75,7 +75,11 @@ def parse_pipeline(
 
 
 def _expand(
-    value: Any, path: tuple[Any, ...], env: Mapping[str, str], problems: list, used: dict[str, str]
+    value: Any,
+    path: tuple[Any, ...],
+    env: Mapping[str, str],
+    problems: list[tuple[str, str]],
+    used: dict[str, str],
 ) -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; record values taken from ``env``
     in ``used``, and variables that are not allowed or not set in ``problems``."""

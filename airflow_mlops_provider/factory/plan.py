@@ -82,7 +82,7 @@ class Section:
         raise AttributeError(f"{type(self).__name__} is read-only: a plan is built once from the config")
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._values() == other._values()
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, and values may be lists
 

@@ -172,24 +172,37 @@ def parse_split(config: Mapping[str, Any] | None) -> SplitSpec | None:
     raw = config.pop("fractions", None)
     if config:
         raise SplitError(f"Unknown split option(s) {sorted(config)} for a {by} split")
-    fractions = {str(k): float(v) for k, v in (raw or DEFAULT_FRACTIONS).items()}
-    for name in fractions:
-        safe_component(name, "split name")
-    if any(v < 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise SplitError(f"split.fractions must be non-negative and sum to 1, got {fractions}")
+    fractions = _fractions(raw or DEFAULT_FRACTIONS)
     if by == "time":
-        if not column:
-            raise SplitError("split.column is required for a time split (the timestamp column)")
-        if boundaries and raw:
-            raise SplitError("a time split takes either fractions or validation_from/test_from, not both")
-        if len(boundaries) == 2 and _later(boundaries["validation"], boundaries["test"]):
-            raise SplitError("split.validation_from must not be later than split.test_from")
-        return SplitSpec(by="time", column=str(column), fractions=fractions, boundaries=boundaries)
+        return _time_split(column, fractions, boundaries, bool(raw))
     if boundaries:
         raise SplitError(f"validation_from/test_from only apply to a time split, not {by!r}")
     return SplitSpec(
         by=by, column=str(column) if column and by == "hash" else None, seed=seed, fractions=fractions
     )
+
+
+def _fractions(raw: Mapping[Any, Any]) -> dict[str, float]:
+    """Split name -> fraction of the rows; names are path-safe, fractions non-negative and sum to 1."""
+    fractions = {str(k): float(v) for k, v in raw.items()}
+    for name in fractions:
+        safe_component(name, "split name")
+    if any(v < 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise SplitError(f"split.fractions must be non-negative and sum to 1, got {fractions}")
+    return fractions
+
+
+def _time_split(
+    column: Any, fractions: dict[str, float], boundaries: dict[str, Any], fractions_given: bool
+) -> SplitSpec:
+    """A split on the time ``column``: at the given boundaries, or at its quantiles by ``fractions``."""
+    if not column:
+        raise SplitError("split.column is required for a time split (the timestamp column)")
+    if boundaries and fractions_given:
+        raise SplitError("a time split takes either fractions or validation_from/test_from, not both")
+    if len(boundaries) == 2 and _later(boundaries["validation"], boundaries["test"]):
+        raise SplitError("split.validation_from must not be later than split.test_from")
+    return SplitSpec(by="time", column=str(column), fractions=fractions, boundaries=boundaries)
 
 
 def _mix(values: np.ndarray, seed: int) -> np.ndarray:

@@ -73,7 +73,7 @@ def retrain_dag(config: PipelinePlan, source: str | None) -> str:
         f"* **training**: {job['task']} on `{job['target']}` with `{job['entry_point']}`, "
         f"{points} config(s), {job['nproc_per_node']} worker(s) x {job['nnodes']} node(s), "
         f"timeout {int(training.timeout)} s",
-        f"* **gate**: `{json.dumps(config.gate)}`; approval "
+        f"* **gate**: `{json.dumps(config.gate, sort_keys=True)}`; approval "
         f"{'required' if config.approval.enabled else 'off'}",
         "",
         "Runs skip training and promotion when the data snapshot and the training config are the "
@@ -93,7 +93,7 @@ def monitor_dag(config: PipelinePlan, source: str | None) -> str:
     lines += [
         f"* **schedule**: `{m.schedule}` (UTC)" if m.schedule else "* **schedule**: manual",
         f"* **live data**: `{m.source.resolved}`",
-        f"* **drift settings**: `{json.dumps(m.drift) if m.drift else 'defaults'}`",
+        f"* **drift settings**: `{json.dumps(m.drift, sort_keys=True) if m.drift else 'defaults'}`",
         f"* **on drift**: emits `mlops.{config.name}.drift`"
         + (f", which triggers `retrain_{config.name}`" if config.triggers.drift else ""),
     ]

@@ -33,7 +33,7 @@ class DecisionRecord:
     """Everything a reviewer needs to audit one promotion decision."""
 
     model_name: str
-    version: str | None
+    version: str  # a record is made once the challenger is registered
     source_run_id: str
     pipeline: str | None
     task: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.core import names, registry
@@ -177,10 +178,8 @@ def summary(
     }
 
 
-def _approval(record: DecisionRecord, approval: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _approval(record: DecisionRecord, approval: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise the HITL approval task's result (``chosen_options``, ``responded_by_user``, ...)."""
-    if approval is None:
-        return record.approval
     chosen = list(approval.get("chosen_options") or [])
     return {
         "required": bool(record.gate.get("require_approval")),
@@ -226,7 +225,7 @@ def promote(
     known = _decision_tags(
         record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
     )
-    store = lambda: _store(client, record, artifact_uri, known)  # noqa: E731
+    store = partial(_store, client, record, artifact_uri, known)
     if record.status == "promoted" and registry.alias_number(client, model_name, names.CHAMPION) == version:
         return _result(record, True, [], record_uri(artifact_uri, model_name))
     rolled_back = registry.get_version(client, model_name, version).tags.get(names.TAG_ROLLED_BACK)
@@ -235,15 +234,10 @@ def promote(
             f"{model_name} v{version} was rolled back ({rolled_back}); re-running its old promotion "
             "must not undo that. Train and gate a new run, or set the alias by hand"
         )
-    record.approval = _approval(record, approval)
-    if record.gate.get("require_approval") and not (record.approval or {}).get("approved"):
-        record.status = "rejected"
-        record.reasons = [*record.reasons, "human approval was required and not given"]
-        uri = store()
-        raise PromotionRefused(f"{model_name} v{version}: approval required and not given; record {uri}")
+    _check_approval(record, approval, store)
 
     expected = record.champion_version_at_eval
-    verify = lambda uri: load(uri, settings)  # noqa: E731
+    verify: registry.Verifier = lambda uri: load(uri, settings)  # noqa: E731
     gate = GateConfig.model_validate(record.gate)
     for _ in range(max_attempts):
         try:
@@ -257,17 +251,7 @@ def promote(
                 store()
                 raise PromotionRefused(f"{changed}; re-run the evaluation") from changed
             evaluation = _reevaluate(settings, decision, changed.current, storage_options, load)
-            result = decide(evaluation, gate)
-            record.history.append(
-                {"at": registry.now_iso(), "event": str(changed), "previous_verdict": record.verdict,
-                 "previous_reasons": record.reasons, "previous_champion": record.champion}
-            )  # fmt: skip
-            champion = evaluation["champion"]
-            record.champion = None if champion is None else dict(champion)
-            record.champion_version_at_eval = changed.current
-            record.verdict, record.reasons = result.verdict, [f"re-evaluated: {changed}", *result.reasons]
-            record.checks, record.previous_champion = result.to_dict()["checks"], changed.current
-            if not result.passed:
+            if not _regate(record, evaluation, gate, changed):
                 record.status = "rejected"
                 return _result(record, False, [], store())
             expected = changed.current
@@ -281,6 +265,43 @@ def promote(
     raise registry.RegistryError(
         f"{model_name} v{version}: the champion kept moving during {max_attempts} re-evaluations"
     )
+
+
+def _check_approval(
+    record: DecisionRecord, approval: Mapping[str, Any] | None, store: Callable[[], str]
+) -> None:
+    """Record the human approval, when given; a decision that required one and did not get it is
+    stored as rejected and refused."""
+    if approval is not None:
+        record.approval = _approval(record, approval)
+    if record.gate.get("require_approval") and not (record.approval or {}).get("approved"):
+        record.status = "rejected"
+        record.reasons = [*record.reasons, "human approval was required and not given"]
+        uri = store()
+        raise PromotionRefused(
+            f"{record.model_name} v{record.version}: approval required and not given; record {uri}"
+        )
+
+
+def _regate(
+    record: DecisionRecord,
+    evaluation: Evaluation,
+    gate: GateConfig,
+    changed: registry.ChampionChanged,
+) -> bool:
+    """Apply the gate again to a re-evaluation against the champion that moved, keeping the earlier
+    verdict in the record's history; whether the challenger still passes."""
+    result = decide(evaluation, gate)
+    record.history.append(
+        {"at": registry.now_iso(), "event": str(changed), "previous_verdict": record.verdict,
+         "previous_reasons": record.reasons, "previous_champion": record.champion}
+    )  # fmt: skip
+    champion = evaluation["champion"]
+    record.champion = None if champion is None else dict(champion)
+    record.champion_version_at_eval = changed.current
+    record.verdict, record.reasons = result.verdict, [f"re-evaluated: {changed}", *result.reasons]
+    record.checks, record.previous_champion = result.to_dict()["checks"], changed.current
+    return result.passed
 
 
 def record_rejection(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.names import DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.training.entrypoint import check_entry_point_syntax
@@ -21,9 +22,17 @@ TASKS = ("classification", "regression")
 MISSING_TARGET = ("drop", "fail")  # what a worker does with rows whose label is missing
 
 
+class TrainingConfigError(PermanentError, ValueError):
+    """A training parameter is invalid: retrying the same job cannot fix it."""
+
+
 @dataclass
 class TrainingJob:
-    """One training launch: what to train on, with which code and parameters, and how to run it."""
+    """One training launch: what to train on, with which code and parameters, and how to run it.
+
+    ``artifact_root`` is a plain URI because the job is serialised into the workers' spec; the
+    launcher gets the storage options separately.
+    """
 
     snapshot: dict[str, Any]
     target: str
@@ -49,20 +58,26 @@ class TrainingJob:
     def validate(self) -> None:
         safe_component(self.pipeline, "pipeline")
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
+            raise TrainingConfigError(f"task must be one of {TASKS}, not {self.task!r}")
         for name in ("nproc_per_node", "nnodes"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise TrainingConfigError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.max_restarts < 0 or self.checkpoint_every < 0:
-            raise ValueError("max_restarts and checkpoint_every must not be negative")
+            raise TrainingConfigError("max_restarts and checkpoint_every must not be negative")
         if self.nnodes > 1 and not (self.rdzv_endpoint and self.rdzv_id):
-            raise ValueError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
+            raise TrainingConfigError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
         if self.backend not in (None, "gloo", "nccl"):
-            raise ValueError(f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}")
+            raise TrainingConfigError(
+                f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}"
+            )
         if self.missing_target not in MISSING_TARGET:
-            raise ValueError(f"missing_target must be one of {MISSING_TARGET}, not {self.missing_target!r}")
+            raise TrainingConfigError(
+                f"missing_target must be one of {MISSING_TARGET}, not {self.missing_target!r}"
+            )
         if not isinstance(self.hyperparameters, Mapping):
-            raise ValueError(f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}")
+            raise TrainingConfigError(
+                f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}"
+            )
         check_entry_point_syntax(self.entry_point)
 
     @property

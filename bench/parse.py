@@ -72,14 +72,14 @@ SHAPES = {
     "retrain": (
         "0 3 * * 1",
         [
-            ("trigger_cause", []),
-            ("ingest", ["trigger_cause"]),
+            ("record_trigger_cause", []),
+            ("ingest", ["record_trigger_cause"]),
             ("check_unchanged", ["ingest"]),
             ("validate", ["check_unchanged"]),
             ("train", ["validate"]),
             ("select_best", ["train"]),
             ("evaluate", ["select_best"]),
-            ("gate", ["evaluate", "validate", "trigger_cause"]),
+            ("gate", ["evaluate", "validate", "record_trigger_cause"]),
             ("promote", ["gate"]),
         ],
     ),

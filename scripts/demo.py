@@ -192,7 +192,7 @@ class Demo:
 
     def summarise_retrain(self, run: Any) -> None:
         states = self.states(run)
-        cause = self.xcom(run, "trigger_cause") or {}
+        cause = self.xcom(run, "record_trigger_cause") or {}
         snapshot = self.xcom(run, "ingest") or {}
         kind = cause.get("run_type", "").replace("_", "-")
         print(f"  {kind} run {run.run_id}: {run.state}; trigger cause: {cause.get('cause')}")

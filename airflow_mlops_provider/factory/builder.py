@@ -6,7 +6,7 @@ here runs at parse time in the dag-processor, so it imports only the stdlib, pyd
 
 retrain_<name>  (cron OR new-data asset OR drift asset; one run at a time)::
 
-    trigger_cause ─► ingest ─► check_unchanged ─► validate ─► train[grid] ─► select_best
+    record_trigger_cause ─► ingest ─► check_unchanged ─► validate ─► train[grid] ─► select_best
                                                    ─► evaluate ─► gate ─► [approve] ─► promote
 
 monitor_<name>  (cron)::
@@ -27,9 +27,10 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airflow_mlops_provider.factory import docs, env
 from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
-from airflow_mlops_provider.factory.notify import notifier
 from airflow_mlops_provider.factory.plan import PipelinePlan, SourcePlan
-from airflow_mlops_provider.factory.tasks import ChampionCheckOperator, TriggerCauseOperator
+from airflow_mlops_provider.notifications.pipeline import notifier
+from airflow_mlops_provider.operators.champion import CheckChampionOperator
+from airflow_mlops_provider.operators.trigger import RecordTriggerCauseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.asset import BaseAsset
@@ -70,10 +71,14 @@ def retrain_schedule(config: PipelinePlan) -> Any:
 
 
 def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
-    from airflow_mlops_provider.operators.evaluate import EvaluateOperator
-    from airflow_mlops_provider.operators.ingest import IngestOperator
-    from airflow_mlops_provider.operators.promote import GateOperator, PromoteOperator, promotion_pool
-    from airflow_mlops_provider.operators.validate import ValidateOperator
+    from airflow_mlops_provider.operators.evaluate import EvaluateChallengerOperator
+    from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+    from airflow_mlops_provider.operators.promote import (
+        GateChallengerOperator,
+        PromoteModelOperator,
+        promotion_pool,
+    )
+    from airflow_mlops_provider.operators.validate import ValidateSnapshotOperator
 
     common = _common(config)
     data = config.data
@@ -95,13 +100,13 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         params={},
     )
     with dag:
-        cause = TriggerCauseOperator(
-            task_id="trigger_cause",
+        cause = RecordTriggerCauseOperator(
+            task_id="record_trigger_cause",
             asset_kinds={new_data_asset(config).name: "new_data", drift_asset(config).name: "drift"},
             inlets=[new_data_asset(config), drift_asset(config)],
-            doc_md=docs.TASKS["trigger_cause"],
+            doc_md=docs.TASKS["record_trigger_cause"],
         )
-        ingest = IngestOperator(
+        ingest = IngestSnapshotOperator(
             task_id="ingest",
             source=data.source.resolved,
             format=data.source.format,
@@ -113,7 +118,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             doc_md=docs.TASKS["ingest"],
             **common,
         )
-        check = ChampionCheckOperator(
+        check = CheckChampionOperator(
             task_id="check_unchanged",
             model_name=config.registered_model_name,
             snapshot=ingest.output,
@@ -121,7 +126,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             mlflow_conn_id=config.mlflow_conn_id,
             doc_md=docs.TASKS["check_unchanged"],
         )
-        validate = ValidateOperator(
+        validate = ValidateSnapshotOperator(
             task_id="validate",
             snapshot=ingest.output,
             suite=config.validation.suite,
@@ -133,7 +138,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             **common,
         )
         train, best = _training(config, ingest, common)
-        evaluate = EvaluateOperator(
+        evaluate = EvaluateChallengerOperator(
             task_id="evaluate",
             challenger=best.output,
             snapshot=ingest.output,
@@ -145,7 +150,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["evaluate"],
         )
-        gate = GateOperator(
+        gate = GateChallengerOperator(
             task_id="gate",
             evaluation=evaluate.output,
             gate=dict(config.gate),
@@ -159,17 +164,17 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         )
         approval = None
         if config.approval.enabled:
-            from airflow_mlops_provider.operators.approve import approval_task
+            from airflow_mlops_provider.operators.approve import ApproveModelOperator
 
             timeout = config.approval.timeout
-            approve = approval_task(
-                "approve",
+            approve = ApproveModelOperator(
+                task_id="approve",
                 decision=gate.output,
                 response_timeout=timedelta(seconds=timeout) if timeout else None,
                 doc_md=docs.TASKS["approve"],
             )
             approval = approve.output
-        PromoteOperator(
+        PromoteModelOperator(
             task_id="promote",
             decision=gate.output,
             approval=approval,
@@ -177,11 +182,13 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             aws_conn_id=config.aws_conn_id,
             pool=promotion_pool(config.registered_model_name),
             outlets=[champion_asset(config)],
-            on_success_callback=notifier(config.name, "promotion", config.notifications.on_promotion),
+            on_success_callback=notifier(
+                config.name, "promotion", config.notifications.on_promotion, decision_task_id=gate.task_id
+            ),
             doc_md=docs.TASKS["promote"],
         )
         # Data edges (ingest -> ..., train -> select_best -> evaluate -> gate -> [approve] -> promote,
-        # trigger_cause/validate -> gate) come from the XComArgs above; these are the ordering ones.
+        # record_trigger_cause/validate -> gate) come from the XComArgs above; these are the ordering ones.
         cause >> ingest
         check >> validate >> train
     return dag
@@ -189,7 +196,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
 
 def _training(config: PipelinePlan, ingest: Any, common: dict[str, str]) -> tuple[Any, Any]:
     """One training task, or a task mapped over the grid followed by ``select_best`` (first, last)."""
-    from airflow_mlops_provider.operators.train import SelectBestRunOperator, TorchrunTrainOperator
+    from airflow_mlops_provider.operators.train import SelectBestRunOperator, TrainModelOperator
 
     training = config.training
     kwargs = dict(
@@ -206,11 +213,11 @@ def _training(config: PipelinePlan, ingest: Any, common: dict[str, str]) -> tupl
         kwargs.update(pool=training.pool, pool_slots=training.pool_slots)
     points = training.grid_points
     if len(points) == 1:
-        train = TorchrunTrainOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
+        train = TrainModelOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
         return train, train
     if training.max_parallel:
         kwargs["max_active_tis_per_dagrun"] = training.max_parallel
-    train = TorchrunTrainOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
+    train = TrainModelOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
     best = SelectBestRunOperator(
         task_id="select_best",
         results=train.output,
@@ -237,9 +244,9 @@ def training_jobs(config: PipelinePlan) -> list[dict[str, Any]]:
 
 
 def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
-    from airflow_mlops_provider.operators.drift import DriftOperator
-    from airflow_mlops_provider.operators.ingest import IngestOperator
-    from airflow_mlops_provider.operators.score import BatchScoreOperator
+    from airflow_mlops_provider.operators.drift import DetectDriftOperator
+    from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+    from airflow_mlops_provider.operators.score import ScoreBatchOperator
 
     monitoring = config.monitoring
     assert monitoring is not None
@@ -259,14 +266,14 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
     )
     with dag:
-        guard = ChampionCheckOperator(
+        guard = CheckChampionOperator(
             task_id="require_champion",
             model_name=config.registered_model_name,
             mode="require_champion",
             mlflow_conn_id=config.mlflow_conn_id,
             doc_md=docs.TASKS["require_champion"],
         )
-        ingest = IngestOperator(
+        ingest = IngestSnapshotOperator(
             task_id="ingest_live",
             source=live.resolved,
             format=live.format,
@@ -279,7 +286,7 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         )
         score = None
         if monitoring.score:
-            score = BatchScoreOperator(
+            score = ScoreBatchOperator(
                 task_id="score",
                 snapshot=ingest.output,
                 model_name=config.registered_model_name,
@@ -289,7 +296,7 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
                 doc_md=docs.TASKS["score"],
                 **common,
             )
-        drift = DriftOperator(
+        drift = DetectDriftOperator(
             task_id="detect_drift",
             current=ingest.output,
             reference=None,
@@ -309,7 +316,7 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
 
 
 def build_rollback_dag(config: PipelinePlan, source: str | None = None) -> DAG:
-    from airflow_mlops_provider.operators.promote import RollbackOperator, promotion_pool
+    from airflow_mlops_provider.operators.promote import RollbackChampionOperator, promotion_pool
 
     dag = DAG(
         dag_id=f"rollback_{config.name}",
@@ -329,7 +336,7 @@ def build_rollback_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         on_failure_callback=notifier(config.name, "failure", config.notifications.on_failure),
     )
     with dag:
-        RollbackOperator(
+        RollbackChampionOperator(
             task_id="rollback",
             model_name=config.registered_model_name,
             reason="{{ params.reason }}",

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from airflow_mlops_provider.core.drift.config import DriftConfig
-from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS, DEFAULT_ENTRY_POINT
+from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS, DEFAULT_ENTRY_POINT, DEFAULT_FRACTIONS
 from airflow_mlops_provider.core.paths import check_model_name
 from airflow_mlops_provider.core.training.hyperparameters import schema_for
 from airflow_mlops_provider.core.training.job import TrainingJob
@@ -35,7 +35,6 @@ from airflow_mlops_provider.factory.plan import PipelinePlan
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_GRID_POINTS = 64
-DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from airflow_mlops_provider.factory.plan import PipelinePlan
 
 TASKS: dict[str, str] = {
-    "trigger_cause": "Records why this run started (schedule, new data, drift or manual) and the asset "
-    "events behind it. The gate copies it into the decision record.",
+    "record_trigger_cause": "Records why this run started (schedule, new data, drift or manual) and "
+    "the asset events behind it. The gate copies it into the decision record.",
     "ingest": "Reads the pipeline's data source into an immutable, content-addressed snapshot "
     "(Parquet + manifest under the artifact root), split into train/validation/test. "
     "XCom carries only the reference `{uri, sha256, rows, splits}`.",

@@ -1,4 +1,4 @@
-"""Re-export until the builder imports the new homes (``operators.trigger``, ``operators.champion``)."""
+"""Deprecated module: the glue operators live in ``operators.trigger`` and ``operators.champion``."""
 
 from airflow_mlops_provider.operators.base import renamed
 from airflow_mlops_provider.operators.champion import CheckChampionOperator

@@ -166,6 +166,6 @@ def test_events_arriving_during_a_run_queue_one_run_and_none_is_lost(live_airflo
     seen = [
         event["extra"].get("burst")
         for r in runs
-        for event in _xcom(live_airflow, dag_id, r["dag_run_id"], "trigger_cause")["events"]
+        for event in _xcom(live_airflow, dag_id, r["dag_run_id"], "record_trigger_cause")["events"]
     ]
     assert sorted(b for b in seen if b is not None) == [0, 1, 2, 3], seen

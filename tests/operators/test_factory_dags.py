@@ -137,7 +137,7 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook, monkeypatch
     states = dags.task_states(run)
     assert run.state == "success", states
     assert states["promote"] == "success"
-    assert dags.xcom(run, "trigger_cause")["cause"] == "manual"
+    assert dags.xcom(run, "record_trigger_cause")["cause"] == "manual"
     decision = dags.xcom(run, "gate")
     assert decision["verdict"] == "pass"
     first_version = decision["version"]
@@ -171,7 +171,7 @@ def test_classification_loop(factory, dags, tmp_path: Path, webhook, monkeypatch
     run = run_asset_triggered(load(f"retrain_{name}"), [f"mlops.{name}.new_data", f"mlops.{name}.drift"])
     states = dags.task_states(run)
     assert run.state == "success", states
-    cause = dags.xcom(run, "trigger_cause")
+    cause = dags.xcom(run, "record_trigger_cause")
     assert cause["cause"] == "drift+new_data"
     by_kind = {e["kind"]: e for e in cause["events"]}
     assert (

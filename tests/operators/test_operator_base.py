@@ -10,25 +10,29 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 
 from tests.support.services import mlflow_connection
 
+OPERATORS = "airflow_mlops_provider.operators"
 RENAMED = [
-    ("ingest", "IngestOperator", "IngestSnapshotOperator"),
-    ("validate", "ValidateOperator", "ValidateSnapshotOperator"),
-    ("train", "TorchrunTrainOperator", "TrainModelOperator"),
-    ("evaluate", "EvaluateOperator", "EvaluateChallengerOperator"),
-    ("promote", "GateOperator", "GateChallengerOperator"),
-    ("promote", "PromoteOperator", "PromoteModelOperator"),
-    ("promote", "RollbackOperator", "RollbackChampionOperator"),
-    ("score", "BatchScoreOperator", "ScoreBatchOperator"),
-    ("drift", "DriftOperator", "DetectDriftOperator"),
+    (f"{OPERATORS}.ingest", "IngestOperator", "IngestSnapshotOperator"),
+    (f"{OPERATORS}.validate", "ValidateOperator", "ValidateSnapshotOperator"),
+    (f"{OPERATORS}.train", "TorchrunTrainOperator", "TrainModelOperator"),
+    (f"{OPERATORS}.evaluate", "EvaluateOperator", "EvaluateChallengerOperator"),
+    (f"{OPERATORS}.promote", "GateOperator", "GateChallengerOperator"),
+    (f"{OPERATORS}.promote", "PromoteOperator", "PromoteModelOperator"),
+    (f"{OPERATORS}.promote", "RollbackOperator", "RollbackChampionOperator"),
+    (f"{OPERATORS}.score", "BatchScoreOperator", "ScoreBatchOperator"),
+    (f"{OPERATORS}.drift", "DriftOperator", "DetectDriftOperator"),
+    ("airflow_mlops_provider.factory.tasks", "TriggerCauseOperator", "RecordTriggerCauseOperator"),
+    ("airflow_mlops_provider.factory.tasks", "ChampionCheckOperator", "CheckChampionOperator"),
+    ("airflow_mlops_provider.factory.notify", "PipelineNotifier", "PipelineNotifier"),
 ]
 
 
 @pytest.mark.parametrize(("module", "old", "new"), RENAMED)
 def test_old_operator_names_import_warn_and_are_the_new_classes(module, old, new):
-    mod = importlib.import_module(f"airflow_mlops_provider.operators.{module}")
+    mod = importlib.import_module(module)
     with pytest.warns(AirflowProviderDeprecationWarning, match=f"{old} is deprecated; use .*{new}"):
         cls = getattr(mod, old)
-    assert cls is getattr(mod, new)
+    assert cls.__name__ == new
     with pytest.raises(AttributeError):
         mod.NoSuchOperator  # noqa: B018
 

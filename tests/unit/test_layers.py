@@ -58,10 +58,8 @@ def _violations(layer: str) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("layer", sorted(ALLOWED))
+@pytest.mark.parametrize("layer", sorted(layer for layer in ALLOWED if (PACKAGE / layer).is_dir()))
 def test_layer_imports_only_the_layers_below_it(layer: str) -> None:
-    if not (PACKAGE / layer).is_dir():
-        pytest.skip(f"{layer}/ does not exist yet")
     assert _violations(layer) == []
 
 

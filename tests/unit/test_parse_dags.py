@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 HEAVY = ["torch", "mlflow", "great_expectations", "pandas", "scipy", "boto3", "sklearn", "pyarrow", "numpy"]
 RETRAIN_EDGES = {
-    ("trigger_cause", "ingest"),
+    ("record_trigger_cause", "ingest"),
     ("ingest", "check_unchanged"),
     ("check_unchanged", "validate"),
     ("validate", "train"),
@@ -57,7 +57,8 @@ def test_retrain_dag_shape_with_grid(bag):
     train = dag.get_task("train")
     assert type(train).__name__ == "MappedOperator"  # one task per grid point
     gate = dag.get_task("gate")
-    assert {"evaluate", "validate", "trigger_cause"} <= gate.upstream_task_ids  # decision record inputs
+    decision_record_inputs = {"evaluate", "validate", "record_trigger_cause"}
+    assert decision_record_inputs <= gate.upstream_task_ids
     assert dag.max_active_runs == 1
 
 

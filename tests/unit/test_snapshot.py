@@ -121,7 +121,7 @@ def test_a_value_that_is_no_reference_is_refused_with_a_message(value, message):
 
 
 def test_a_uri_without_a_snapshot_is_refused_by_as_snapshot_ref(root, tmp_path):
-    with pytest.raises(SnapshotError, match="manifest.json is missing"):
+    with pytest.raises(SnapshotError, match=r"manifest\.json is missing"):
         as_snapshot_ref((tmp_path / "nothing").as_uri())
 
 

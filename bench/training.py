@@ -4,7 +4,7 @@ Baselines measured in the same run:
 
 * ``torchrun_s``: ``python -m torch.distributed.run --standalone`` starting our DDP worker on a
   prepared job (the same training script, the same data, the same MLflow run logging);
-* ``operator_s``: ``TorchrunTrainOperator`` inside ``dag.test()`` doing the same job (wall time
+* ``operator_s``: ``TrainModelOperator`` inside ``dag.test()`` doing the same job (wall time
   of the ``dag.test()`` call in a child process: preflight, MLflow run creation, launch,
   streaming, closing the run), ratio ``operator_s / torchrun_s`` (target < 1.10);
 * ``samples_per_s_1proc`` / ``samples_per_s_2proc``: steady-state training samples per second,
@@ -122,7 +122,7 @@ print("BENCH_RESULT " + json.dumps({"wall_s": wall, "warmup_s": warmup, "state":
 def operator_in_dag_test(
     work: Path, snapshot: dict, hp: dict, nproc: int, threads: int, tracking: str
 ) -> dict:
-    """TorchrunTrainOperator in ``dag.test()`` in a fresh child process (timed around ``dag.test()``)."""
+    """TrainModelOperator in ``dag.test()`` in a fresh child process (timed around ``dag.test()``)."""
     home = work / "airflow"
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -142,13 +142,13 @@ def operator_in_dag_test(
     dag_file.write_text(
         textwrap.dedent(f"""
         from airflow.sdk import DAG, task
-        from airflow_mlops_provider.operators.train import TorchrunTrainOperator
+        from airflow_mlops_provider.operators.train import TrainModelOperator
 
         with DAG("bench_warmup", schedule=None) as warmup:
             task(lambda: None, task_id="noop")()
 
         with DAG("bench_training", schedule=None) as dag:
-            TorchrunTrainOperator(
+            TrainModelOperator(
                 task_id="train", snapshot={snapshot!r}, target="target", pipeline={PIPELINE!r},
                 artifact_root={(work / "artifacts").as_uri()!r}, experiment_name="bench-operator",
                 hyperparameters={hp!r}, nproc_per_node={nproc}, threads_per_proc={threads},

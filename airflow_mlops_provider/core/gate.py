@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from airflow_mlops_provider.core.errors import PermanentError
 
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
@@ -39,6 +41,10 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
 _EPS = 1e-12
+
+
+class GateConfigError(PermanentError, ValueError):
+    """The gate config is invalid or names metrics the evaluation does not compute."""
 
 
 class GateConfig(BaseModel):
@@ -119,17 +125,29 @@ class GateConfig(BaseModel):
         names = [self.primary_for(task), *self.thresholds, *self.max_regression, *self.slice_max_regression]
         allowed = TASK_METRICS.get(task)
         if allowed is None:
-            raise ValueError(f"unknown task {task!r}: expected one of {sorted(TASK_METRICS)}")
+            raise GateConfigError(
+                f"gate config: unknown task {task!r}: expected one of {sorted(TASK_METRICS)}"
+            )
         wrong = sorted({n for n in names if n not in allowed})
         if wrong:
-            raise ValueError(
-                f"gate config names metric(s) {wrong} that a {task} evaluation does not compute "
+            raise GateConfigError(
+                f"gate config: names metric(s) {wrong} that a {task} evaluation does not compute "
                 f"(it computes {list(allowed)})"
             )
         return list(dict.fromkeys(names))
 
     def primary_for(self, task: str) -> str:
         return self.primary_metric or DEFAULT_PRIMARY.get(task, "")
+
+
+def parse_gate(config: GateConfig | Mapping[str, Any] | None) -> GateConfig:
+    """``config`` as a :class:`GateConfig`; an invalid one raises :class:`GateConfigError`."""
+    if isinstance(config, GateConfig):
+        return config
+    try:
+        return GateConfig.model_validate(dict(config or {}))
+    except ValidationError as err:
+        raise GateConfigError(f"gate config: {err}") from err
 
 
 def _check_metric_name(name: str) -> None:
@@ -189,9 +207,9 @@ def _better_by(metric: str, challenger: float, champion: float) -> float:
     return challenger - champion if HIGHER_IS_BETTER[metric] else champion - challenger
 
 
-def decide(evaluation: Mapping[str, Any], config: GateConfig | dict[str, Any]) -> GateResult:
+def decide(evaluation: Mapping[str, Any], config: GateConfig | Mapping[str, Any]) -> GateResult:
     """Apply ``config`` to an evaluation dict (``{"task", "challenger": {...}, "champion": {...}|None}``)."""
-    config = config if isinstance(config, GateConfig) else GateConfig.model_validate(config)
+    config = parse_gate(config)
     task = evaluation.get("task") or ""
     used = config.metrics_used(task)
     primary = config.primary_for(task)

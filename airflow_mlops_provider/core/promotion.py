@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops_provider.core import names, registry
 from airflow_mlops_provider.core.decision_record import DecisionRecord, load_record, record_uri, store_record
 from airflow_mlops_provider.core.errors import PermanentError
-from airflow_mlops_provider.core.gate import GateConfig, decide
+from airflow_mlops_provider.core.gate import GateConfig, decide, parse_gate
 from airflow_mlops_provider.core.paths import check_model_name
 from airflow_mlops_provider.core.payloads import Decision, Evaluation, PromotionResult
 
@@ -66,7 +66,7 @@ def gate_and_register(
     re-evaluate. Retrying registers nothing new and leaves the aliases as they were.
     """
     model_name = check_model_name(evaluation["model_name"])
-    config = gate if isinstance(gate, GateConfig) else GateConfig.model_validate(dict(gate or {}))
+    config = parse_gate(gate)
     load = _loader(loader)
     client = settings.client()
     run_id = evaluation["challenger"]["run_id"]

@@ -104,6 +104,13 @@ class AliasConflict(TransientError, RegistryError):
     """An alias read back differently right after we set it: another writer raced us."""
 
 
+class RollbackRefused(PermanentError, RegistryError, ValueError):
+    """Nothing to roll back to (no champion, no previous one) or no reason given: retrying cannot help.
+
+    Also a ``ValueError``, which a missing reason raised before the hierarchy.
+    """
+
+
 def _v(version: str | None) -> str:
     return "none" if version is None else f"version {version}"
 
@@ -514,7 +521,7 @@ def rollback(
     or repeats nothing.
     """
     if not reason or not reason.strip():
-        raise ValueError("a rollback needs a reason; it is recorded on the model")
+        raise RollbackRefused("a rollback needs a reason; it is recorded on the model")
     with _step(f"reading {model_name!r}", client):
         model_tags = client.get_registered_model(model_name).tags
     last = json.loads(model_tags.get(TAG_LAST_ROLLBACK) or "{}")
@@ -523,10 +530,10 @@ def rollback(
         _finish_rollback(client, model_name, last)
         return Rollback(**{**last, "repeated": True})
     if champion is None:
-        raise RegistryError(f"{model_name!r} has no champion: nothing to roll back")
+        raise RollbackRefused(f"{model_name!r} has no champion: nothing to roll back")
     target = alias_number(client, model_name, PREVIOUS_CHAMPION)
     if target is None:
-        raise RegistryError(
+        raise RollbackRefused(
             f"{model_name!r} has no {PREVIOUS_CHAMPION!r} alias: champion version {champion} has no "
             "predecessor to roll back to"
         )

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from airflow_mlops_provider.core.errors import PermanentError
+
 ColumnKind = Literal["numeric", "categorical"]
 NumericTest = Literal["ks", "cvm", "ad"]
 NumericEffect = Literal["wasserstein", "ks", "psi"]
@@ -175,6 +177,10 @@ class DriftConfig(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class DriftConfigError(PermanentError, ValueError):
+    """The drift config is invalid; the message names the offending keys."""
+
+
 def parse_config(config: DriftConfig | dict[str, Any] | None) -> DriftConfig:
     """Validate a user config; errors name the offending key."""
     if isinstance(config, DriftConfig):
@@ -187,4 +193,4 @@ def parse_config(config: DriftConfig | dict[str, Any] | None) -> DriftConfig:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
         )
-        raise ValueError(f"Invalid drift config: {problems}") from None
+        raise DriftConfigError(f"Invalid drift config: {problems}") from None

@@ -17,12 +17,19 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DATASETS: dict[str, dict[str, Any]] = {
+
+class DatasetSpec(TypedDict):
+    loader: str  # the sklearn.datasets function
+    target: str
+    task: str
+
+
+DATASETS: dict[str, DatasetSpec] = {
     "cancer": {"loader": "load_breast_cancer", "target": "diagnosis", "task": "classification"},
     "iris": {"loader": "load_iris", "target": "species", "task": "classification"},
     "wine": {"loader": "load_wine", "target": "cultivar", "task": "classification"},
@@ -117,7 +124,7 @@ def _numeric_features(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != "id" and frame[c].dtype.kind in "fi"]
 
 
-def _spec(name: str) -> dict[str, Any]:
+def _spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
     return DATASETS[name]

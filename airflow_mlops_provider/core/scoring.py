@@ -8,7 +8,6 @@ per (model, input) and a retry reuses the same predictions snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,15 +79,15 @@ def score_snapshot(
     *,
     model_name: str,
     settings: TrackingSettings,
-    artifact_root: str,
+    artifact_root: Location,
     pipeline: str,
     alias: str = CHAMPION,
     split: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score one split of ``snapshot`` with ``model_name@alias``, batch by batch.
 
-    Returns ``{"predictions": <snapshot ref dict>, "model_version", "model_uri"}``. A pipeline or
+    Predictions go under ``artifact_root``, whose storage options open ``snapshot`` too. Returns
+    ``{"predictions": <snapshot ref dict>, "model_version", "model_uri"}``. A pipeline or
     model name that would escape the artifact root or that MLflow cannot hold raises
     :class:`~airflow_mlops_provider.core.paths.UnsafeNameError` before anything is read.
     """
@@ -96,8 +95,7 @@ def score_snapshot(
 
     safe_component(pipeline, "pipeline")
     check_model_name(model_name)
-    options = dict(storage_options or {})
-    source = open_snapshot(snapshot, options)
+    source = open_snapshot(snapshot, artifact_root.storage_options)
     chosen = resolve_alias(settings, model_name, alias)
     model = load_model(chosen.model_uri, settings)
     parquet = source.parquet_file(split)
@@ -121,7 +119,7 @@ def score_snapshot(
         "source_sha256": source.manifest["sha256"],
         "source_split": split,
     }
-    with SnapshotWriter(Location(artifact_root, options), pipeline, kind="predictions") as writer:
+    with SnapshotWriter(artifact_root, pipeline, kind="predictions") as writer:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=model.feature_columns):
             scored = predict_table(model, pa.Table.from_batches([batch]))
             writer.write(scored.replace_schema_metadata(metadata))

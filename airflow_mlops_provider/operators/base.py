@@ -16,15 +16,16 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops_provider.core.errors import PermanentError, TransientError
+from airflow_mlops_provider.core.errors import PermanentError
 
 if TYPE_CHECKING:
+    from airflow_mlops_provider.core.storage import Location
     from airflow_mlops_provider.core.tracking import TrackingSettings
 
 
@@ -33,9 +34,7 @@ def _fail_permanent_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: MlopsBaseOperator, *args: Any, **kwargs: Any) -> Any:
         try:
             return execute(self, *args, **kwargs)
-        except TransientError:
-            raise
-        except self.permanent_errors as err:
+        except PermanentError as err:
             raise AirflowFailException(str(err)) from err
 
     return wrapper
@@ -51,8 +50,6 @@ class MlopsBaseOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("artifact_root", "pipeline", "aws_conn_id", "mlflow_conn_id")
-    # Errors that fail the task without retry; a TransientError never does.
-    permanent_errors: ClassVar[tuple[type[BaseException], ...]] = (PermanentError,)
 
     def __init__(
         self,
@@ -95,6 +92,14 @@ class MlopsBaseOperator(BaseOperator):
         if hook.conn_config.region_name:
             options["client_kwargs"] = {"region_name": hook.conn_config.region_name}
         return options
+
+    def artifact_location(self) -> Location:
+        """The artifact root with its storage options, as every core entry point takes it."""
+        from airflow_mlops_provider.core.storage import Location
+
+        if not self.artifact_root:
+            raise PermanentError(f"task {self.task_id!r} needs an artifact_root")
+        return Location(self.artifact_root, self.storage_options())
 
     def mlflow_settings(self) -> TrackingSettings:
         """Tracking settings from ``mlflow_conn_id``."""

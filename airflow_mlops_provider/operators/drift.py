@@ -9,7 +9,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops_provider.core import names
-from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
@@ -56,8 +55,7 @@ class DetectDriftOperator(MlopsBaseOperator):
     }
     operator_extra_links = (ReportLink(),)
     ui_color = "#fdebd0"
-    # An invalid drift config is a plain ValueError.
-    permanent_errors = (PermanentError, ValueError)
+    pipeline: str  # a required argument here
 
     def __init__(
         self,
@@ -88,7 +86,7 @@ class DetectDriftOperator(MlopsBaseOperator):
         check = run_drift_check(
             self.current,
             self.reference,
-            artifact_root=self.artifact_root,
+            artifact_root=self.artifact_location(),
             pipeline=self.pipeline,
             config=self.config,
             current_split=self.current_split,
@@ -96,7 +94,6 @@ class DetectDriftOperator(MlopsBaseOperator):
             predictions=self.predictions,
             model_name=self.model_name,
             settings=self.mlflow_settings() if self.model_name else None,
-            storage_options=self.storage_options(),
         )
         summary = check.summary()
         _log_columns(self, check)

@@ -13,6 +13,8 @@ from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops_provider.core.payloads import Evaluation
+
 
 class EvaluateChallengerOperator(MlopsBaseOperator):
     """Evaluate the challenger (a training result) and the ``champion`` model version on one split.
@@ -66,7 +68,7 @@ class EvaluateChallengerOperator(MlopsBaseOperator):
         self.metrics = metrics
         self.slices = slices
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Evaluation:
         from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
 
         uri = self.snapshot if isinstance(self.snapshot, str) else self.snapshot["uri"]

@@ -47,6 +47,7 @@ class IngestSnapshotOperator(MlopsBaseOperator):
     )
     template_fields_renderers = {"split": "json", "schema": "json"}
     ui_color = "#d7ecf9"
+    pipeline: str  # a required argument here
 
     def __init__(
         self,
@@ -78,7 +79,6 @@ class IngestSnapshotOperator(MlopsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.ingest import ingest_snapshot
         from airflow_mlops_provider.core.ingest.sources import RetryPolicy
-        from airflow_mlops_provider.core.storage import Location
 
         sources = list(self.source) if isinstance(self.source, list | tuple) else [self.source]
         s3_client = None
@@ -89,7 +89,7 @@ class IngestSnapshotOperator(MlopsBaseOperator):
             s3_client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         ref = ingest_snapshot(
             sources,
-            Location(self.artifact_root, self.storage_options()),
+            self.artifact_location(),
             self.pipeline,
             format=self.format,
             compression=self.compression,

@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_mlops_provider.core.errors import PermanentError
-from airflow_mlops_provider.core.registry import RegistryError
 from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink, model_version_url
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_mlops_provider.core.payloads import Decision, PromotionResult
 
 ON_FAIL = ("fail", "skip")
 DECISION_MARKDOWN_KEY = "decision_markdown"
@@ -58,9 +58,10 @@ def _check_on_fail(on_fail: str) -> str:
     return on_fail
 
 
-def _links(context: Context, settings: Any, model_name: str, version: str, run_id: str | None) -> None:
+def _links(context: Context, settings: Any, model_name: str, version: str | None, run_id: str | None) -> None:
     """Model version page and decision record page in the MLflow UI (nothing for local stores)."""
-    MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
+    if version is not None:
+        MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
     record_page = None
     if run_id and settings.browser_url:
         from airflow_mlops_provider.core.decision_record import record_page_url
@@ -114,8 +115,6 @@ class GateChallengerOperator(MlopsBaseOperator, SkipMixin):
     }
     operator_extra_links = (MlflowModelVersionLink(), ReportLink())
     ui_color = "#fff4d6"
-    # A gate config naming unknown metrics is a plain ValueError (pydantic's too).
-    permanent_errors = (PermanentError, ValueError)
 
     def __init__(
         self,
@@ -136,7 +135,7 @@ class GateChallengerOperator(MlopsBaseOperator, SkipMixin):
         self.model_name = model_name
         self.on_fail = _check_on_fail(on_fail)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Decision:
         from airflow_mlops_provider.core.promotion import gate_and_register
 
         if self.model_name and self.evaluation.get("model_name") != self.model_name:
@@ -222,7 +221,7 @@ class PromoteModelOperator(MlopsBaseOperator):
                 return value
         return None
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionResult:
         from airflow_mlops_provider.core.promotion import promote
 
         decision = self.decision
@@ -269,8 +268,6 @@ class RollbackChampionOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_name", "reason", "actor")
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fde0dc"
-    # No champion or no previous one (RegistryError), no reason (ValueError): a retry cannot help.
-    permanent_errors = (PermanentError, RegistryError, ValueError)
 
     def __init__(
         self,

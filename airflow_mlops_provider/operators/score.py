@@ -36,6 +36,7 @@ class ScoreBatchOperator(MlopsBaseOperator):
     template_fields_renderers = {"snapshot": "json"}
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#e8daef"
+    pipeline: str  # a required argument here
 
     def __init__(
         self,
@@ -64,9 +65,8 @@ class ScoreBatchOperator(MlopsBaseOperator):
             alias=self.alias,
             split=self.split,
             settings=settings,
-            artifact_root=self.artifact_root,
+            artifact_root=self.artifact_location(),
             pipeline=self.pipeline,
-            storage_options=self.storage_options(),
         )
         self.log.info(
             "Scored %s rows with %s version %s into %s",

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.names import DEFAULT_ENTRY_POINT
 from airflow_mlops_provider.links.mlflow import MlflowRunLink, run_url
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
@@ -20,6 +19,7 @@ from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops_provider.core.payloads import TrainingResult
     from airflow_mlops_provider.core.training.job import TrainingJob
 
 # TrainingJob fields the operator does not take as arguments: it names and tags the run itself.
@@ -75,8 +75,6 @@ class TrainModelOperator(MlopsBaseOperator):
     template_fields_renderers = {"hyperparameters": "json", "snapshot": "json"}
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#fde2c8"
-    # TrainingJob.validate() reports a bad option as a plain ValueError.
-    permanent_errors = (PermanentError, ValueError)
 
     def __init__(
         self,
@@ -120,7 +118,7 @@ class TrainModelOperator(MlopsBaseOperator):
         self.seed = seed
         self._launcher: Any = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingResult:
         from airflow_mlops_provider.core.training.launcher import TorchrunLauncher
 
         job = self.training_job(context["ti"])
@@ -137,15 +135,19 @@ class TrainModelOperator(MlopsBaseOperator):
         """The :class:`~airflow_mlops_provider.core.training.job.TrainingJob` of this task instance.
 
         Every job field comes from the operator attribute of the same name (``int`` fields cast),
-        except the run's name and tags, which name the task instance.
+        except the run's name and tags, which name the task instance. A value that is not what its
+        field needs raises :class:`~airflow_mlops_provider.core.training.job.TrainingConfigError`.
         """
-        from airflow_mlops_provider.core.training.job import TrainingJob
+        from airflow_mlops_provider.core.training.job import TrainingConfigError, TrainingJob
 
         values: dict[str, Any] = {}
         for f in dataclasses.fields(TrainingJob):
             if f.name not in _RUN_FIELDS:
                 value = getattr(self, f.name)
-                values[f.name] = int(value) if f.type == "int" else value
+                try:
+                    values[f.name] = int(value) if f.type == "int" else value
+                except ValueError as err:
+                    raise TrainingConfigError(f"{f.name}: {err}") from err
         values["snapshot"] = _as_dict(self.snapshot, "snapshot")
         values["hyperparameters"] = _as_dict(self.hyperparameters, "hyperparameters")
         map_index = getattr(ti, "map_index", -1)
@@ -195,6 +197,8 @@ class SelectBestRunOperator(BaseOperator):
 
 
 def _as_dict(value: Any, name: str) -> dict[str, Any]:
+    from airflow_mlops_provider.core.training.job import TrainingConfigError
+
     if isinstance(value, str):
         text = value.strip()
         if name == "snapshot" and not text.startswith("{"):
@@ -202,9 +206,9 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except ValueError as err:
-            raise ValueError(f"{name} must be a dict (or its JSON), got {value[:200]!r}") from err
+            raise TrainingConfigError(f"{name} must be a dict (or its JSON), got {value[:200]!r}") from err
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a dict, not {type(value).__name__}")
+        raise TrainingConfigError(f"{name} must be a dict, not {type(value).__name__}")
     return dict(value)
 
 

@@ -31,7 +31,8 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
         ``allow_extra_columns``); ``min_rows: 0`` allows empty data.
     :param infer_options: ``range_margin``, ``mostly``, ``max_categories`` for inferred suites.
     :param artifact_root: the artifact root; the snapshot must lie inside it and reports go under
-        ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Templated.
+        ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Without it the report goes
+        beside the snapshot, read with fsspec's default credentials. Templated.
     :param pipeline: pipeline name. Templated.
     :param aws_conn_id: AWS connection for ``s3://`` snapshots and reports. Templated.
     :return: ``{"success", "evaluated", "failed", "failed_count", "report_uri", "result_uri",
@@ -75,7 +76,6 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.validation import ValidationFailed, validate_snapshot
 
-        uri = self.snapshot.get("uri", "") if isinstance(self.snapshot, Mapping) else str(self.snapshot)
         try:
             outcome = validate_snapshot(
                 self.snapshot,
@@ -85,9 +85,8 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
                 mode=self.mode,
                 builtin_checks=self.builtin_checks,
                 infer_options=self.infer_options,
-                artifact_root=self.artifact_root,
+                artifact_root=self.artifact_location() if self.artifact_root else None,
                 pipeline=self.pipeline,
-                storage_options=self.storage_options(self.artifact_root or uri),
                 run_info=self.run_info(context),
             )
         except ValidationFailed as err:  # the report explains the failure: link it, then fail

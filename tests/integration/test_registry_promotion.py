@@ -261,9 +261,9 @@ def test_rollback_restores_the_previous_champion_and_records_why(models: Models)
         promote(settings, better_decision)
     again = rollback_champion(settings, name, reason="latency regression in prod", request_id="dag-run-1")
     assert again["repeated"] and registry.alias_number(client, name, "champion") == "1"
-    with pytest.raises(registry.RegistryError, match="has no 'previous_champion' alias"):
+    with pytest.raises(registry.RollbackRefused, match="has no 'previous_champion' alias"):
         rollback_champion(settings, name, reason="again", request_id="dag-run-2")
-    with pytest.raises(ValueError, match="needs a reason"):
+    with pytest.raises(registry.RollbackRefused, match="needs a reason"):
         rollback_champion(settings, name, reason=" ", request_id="dag-run-3")
 
 

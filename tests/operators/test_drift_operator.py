@@ -193,7 +193,7 @@ def test_a_reference_without_snapshot_tag_fails_clearly(dags, mlflow_conn, champ
         ):
             run_drift_check(
                 live,
-                artifact_root=champion["root"].as_uri(),
+                artifact_root=Location(champion["root"].as_uri()),
                 pipeline=PIPELINE,
                 model_name=name,
                 settings=TrackingSettings(_server(mlflow_conn)),

@@ -82,7 +82,7 @@ def test_missing_features_fail_clearly_and_write_nothing(dags, mlflow_conn, cham
             snap.to_dict(),
             model_name=champion["name"],
             settings=TrackingSettings(mlflow_server),
-            artifact_root=champion["root"].as_uri(),
+            artifact_root=Location(champion["root"].as_uri()),
             pipeline="s2",
         )
     run = dags.run(_dag("score_missing", snap.to_dict(), champion), "score_missing")
@@ -97,7 +97,7 @@ def test_a_model_without_a_champion_fails_clearly(dags, mlflow_conn, champion, m
             live,
             model_name="no-such-model",
             settings=TrackingSettings(mlflow_server),
-            artifact_root=champion["root"].as_uri(),
+            artifact_root=Location(champion["root"].as_uri()),
             pipeline="scoring",
         )
     run = dags.run(_dag("score_nochamp", live, champion, model="no-such-model"), "score_nochamp")

@@ -14,6 +14,7 @@ from airflow_mlops_provider.core.drift import (
     reference_from_source,
 )
 from airflow_mlops_provider.core.drift.columns import TableSource
+from airflow_mlops_provider.core.drift.config import DriftConfigError
 
 
 def _run(ref: pa.Table, cur: pa.Table, **config: object):
@@ -130,7 +131,7 @@ def test_unsupported_types_are_unknown(rng):
 
 
 def test_config_typos_name_the_key():
-    with pytest.raises(ValueError, match="Invalid drift config: aplha: Extra inputs are not permitted"):
+    with pytest.raises(DriftConfigError, match="Invalid drift config: aplha: Extra inputs are not permitted"):
         parse_config({"aplha": 0.01})
     with pytest.raises(ValueError, match=r"columns\.x\.kind: Input should be 'numeric' or 'categorical'"):
         parse_config({"columns": {"x": {"kind": "text"}}})

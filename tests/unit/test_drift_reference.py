@@ -31,7 +31,7 @@ def snapshots(tmp_path):
     train = write_snapshot({"train": frame(0), "test": frame(0)}, root, "p")
     same = write_snapshot(frame(0), root, "p", kind="live")
     moved = write_snapshot(frame(0.6), root, "p", kind="live")
-    return {"root": tmp_path.as_uri(), "train": train, "same": same, "moved": moved}
+    return {"root": Location(tmp_path.as_uri()), "train": train, "same": same, "moved": moved}
 
 
 def _check(snapshots, current: str, **kwargs):
@@ -90,7 +90,7 @@ def test_a_tampered_statistics_file_cannot_run_code(snapshots):
 
 def test_reports_are_written_next_to_the_pipeline(snapshots):
     check = _check(snapshots, "moved")
-    assert check.report_uri.startswith(f"{snapshots['root']}/p/reports/drift/")
+    assert check.report_uri.startswith(f"{snapshots['root'].uri}/p/reports/drift/")
     html = Location(check.report_uri).read_bytes().decode()
     assert "DRIFT: 1 of 3 columns drifted" in html
     assert html.count("<svg") == 3

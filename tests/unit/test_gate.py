@@ -7,7 +7,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from airflow_mlops_provider.core.gate import GateConfig, decide
+from airflow_mlops_provider.core.errors import PermanentError
+from airflow_mlops_provider.core.gate import GateConfig, GateConfigError, decide
 
 
 def evaluation(challenger, champion=None, task="classification", c_slices=None, k_slices=None):
@@ -104,3 +105,10 @@ def test_config_typos_and_task_mismatches_are_named():
         GateConfig.model_validate({"max_regression": {"accuracy": -0.1}})
     with pytest.raises(ValueError, match=r"names metric\(s\) \['rmse'\] that a classification evaluation"):
         decide(evaluation(GOOD), {"thresholds": {"rmse": 1.0}})
+
+
+def test_config_errors_are_permanent_and_say_they_are_about_the_gate_config():
+    for config in ({"thresholds": {"acuracy": 0.8}}, {"thresholds": {"rmse": 1.0}}):
+        with pytest.raises(GateConfigError, match=r"^gate config: ") as raised:
+            decide(evaluation(GOOD), config)
+        assert isinstance(raised.value, PermanentError)

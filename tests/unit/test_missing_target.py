@@ -33,7 +33,7 @@ def snapshot(tmp_path):
 def _validate(snapshot, tmp_path, share: float):
     return validate_snapshot(
         snapshot,
-        artifact_root=(tmp_path / "artifacts").as_uri(),
+        artifact_root=Location((tmp_path / "artifacts").as_uri()),
         pipeline="houses",
         builtin_checks={"target": "price", "max_target_null_fraction": share},
     )

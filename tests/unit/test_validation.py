@@ -50,7 +50,7 @@ AGE_SUITE = [
 
 def test_config_suite_passes_and_writes_json_and_html_next_to_the_snapshot(root):
     snap = _snap(root, {"train": _table(), "test": _table(500, 1)})
-    where = {"artifact_root": root.as_uri(), "pipeline": "demo"}
+    where = {"artifact_root": Location(root.as_uri()), "pipeline": "demo"}
     outcome = validate_snapshot(snap, suite=AGE_SUITE, split="train", run_info={"run_id": "r1"}, **where)
     assert outcome["success"] and outcome["failed"] == [] and outcome["snapshot_sha256"] == snap["sha256"]
     # 3 suite expectations + row count + 4 null rates
@@ -193,13 +193,13 @@ def test_bad_suites_fail_before_anything_runs(root, suite, message):
 def test_snapshot_or_pipeline_outside_the_artifact_root_is_refused(root, tmp_path):
     outside = write_snapshot(_table(10), Location((tmp_path / "elsewhere").as_uri()), "demo").to_dict()
     with pytest.raises(ValidationConfigError, match=r"snapshot .* lies outside the artifact root"):
-        validate_snapshot(outside, suite=AGE_SUITE, artifact_root=root.as_uri(), pipeline="demo")
+        validate_snapshot(outside, suite=AGE_SUITE, artifact_root=Location(root.as_uri()), pipeline="demo")
     sneaky = {**outside, "uri": root.as_uri() + "/demo/../../elsewhere/demo/snapshots/" + outside["sha256"]}
     with pytest.raises(ValidationConfigError, match="lies outside the artifact root"):
-        validate_snapshot(sneaky, suite=AGE_SUITE, artifact_root=root.as_uri(), pipeline="demo")
+        validate_snapshot(sneaky, suite=AGE_SUITE, artifact_root=Location(root.as_uri()), pipeline="demo")
     inside = _snap(root, _table(10))
     with pytest.raises(ValidationConfigError, match=r"pipeline '\.\./x' is not a safe name"):
-        validate_snapshot(inside, suite=AGE_SUITE, artifact_root=root.as_uri(), pipeline="../x")
+        validate_snapshot(inside, suite=AGE_SUITE, artifact_root=Location(root.as_uri()), pipeline="../x")
     assert (
         not (root / "demo" / "reports").exists()
         and not (tmp_path / "elsewhere" / "demo" / "reports").exists()

@@ -125,7 +125,7 @@ def run_drift_check(
     current: SnapshotLike,
     reference: SnapshotLike | None = None,
     *,
-    artifact_root: str,
+    artifact_root: Location,
     pipeline: str,
     config: DriftConfig | Mapping[str, Any] | None = None,
     current_split: str | None = None,
@@ -133,12 +133,12 @@ def run_drift_check(
     predictions: Mapping[str, Any] | None = None,
     model_name: str | None = None,
     settings: TrackingSettings | None = None,
-    storage_options: Mapping[str, Any] | None = None,
 ) -> DriftCheck:
     """Compare ``current`` with ``reference`` (default: the champion's training snapshot).
 
     The champion's snapshot comes from a registry tag, which anyone who can reach MLflow may
     edit; it must lie under ``artifact_root``, since reference statistics are stored beside it.
+    The artifact root's storage options open every snapshot.
     Unsafe names and such a reference raise :class:`~airflow_mlops_provider.core.paths.UnsafeNameError`
     before anything is read or written.
     """
@@ -146,7 +146,7 @@ def run_drift_check(
     if model_name:
         check_model_name(model_name)
     cfg = parse_config(dict(config) if isinstance(config, Mapping) else config)
-    options = dict(storage_options or {})
+    options = dict(artifact_root.storage_options)
     champion = None
     if model_name and settings is not None:
         champion = resolve_champion(settings, model_name)
@@ -159,7 +159,7 @@ def run_drift_check(
                 f"{TAG_SNAPSHOT_URI!r} tag, so its training data is unknown: pass reference= explicitly"
             )
         reference = ensure_within(
-            artifact_root,
+            artifact_root.uri,
             champion.snapshot_uri,
             f"reference snapshot (tag {TAG_SNAPSHOT_URI!r}) of {champion.model_name!r} v{champion.version}",
         )
@@ -181,9 +181,7 @@ def run_drift_check(
             result.drift = True
     result.timings.update(timings)
     cur_sha, ref_sha = cur_snap.manifest["sha256"], ref_snap.manifest["sha256"]
-    folder = Location(artifact_root, options).join(
-        pipeline, "reports", "drift", f"{cur_sha[:16]}-{ref_sha[:16]}-{cfg.digest()}"
-    )
+    folder = artifact_root.join(pipeline, "reports", "drift", f"{cur_sha[:16]}-{ref_sha[:16]}-{cfg.digest()}")
     payload = result.to_dict()
     payload.update(
         current={"uri": cur_snap.location.uri, "sha256": cur_sha, "split": current_split},

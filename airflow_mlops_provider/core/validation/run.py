@@ -42,9 +42,8 @@ def validate_snapshot(
     mode: str = "fail",
     builtin_checks: bool | Mapping[str, Any] | None = True,
     infer_options: Mapping[str, Any] | None = None,
-    artifact_root: str | None = None,
+    artifact_root: Location | None = None,
     pipeline: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
     run_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate one snapshot (one split, or all splits together when ``split`` is None).
@@ -52,12 +51,14 @@ def validate_snapshot(
     ``suite`` is a list of expectations (``{"expectation": "expect_...", "column": ..., ...}`` or
     GX ``{"type", "kwargs"}``) or the path/URI of a GX suite JSON; ``reference`` is a snapshot to
     infer a suite from (its expectations are added, its schema and null fractions drive the
-    builtin checks). Returns ``{"success", "evaluated", "failed", "report_uri", "result_uri",
-    "snapshot_sha256", "split", "mode"}``.
+    builtin checks). ``artifact_root`` (with its storage options, which open the snapshots and the
+    suite too) must hold the snapshots, and the report goes under its ``pipeline`` folder; without
+    it, the report goes beside the snapshot and nothing gets storage options. Returns
+    ``{"success", "evaluated", "failed", "report_uri", "result_uri", "snapshot_sha256", "split", "mode"}``.
     """
     if mode not in ("fail", "warn"):
         raise ValidationConfigError(f"mode must be 'fail' or 'warn', got {mode!r}")
-    options = dict(storage_options or {})
+    options = dict(artifact_root.storage_options) if artifact_root else {}
     snap = _open(snapshot, options, artifact_root, "snapshot")
     report_dir = _report_dir(snap, artifact_root, pipeline, options)
     started = time.monotonic()
@@ -135,14 +136,16 @@ def validate_snapshot(
     return outcome
 
 
-def _open(value: SnapshotLike, options: dict[str, Any], artifact_root: str | None, what: str) -> Snapshot:
+def _open(
+    value: SnapshotLike, options: dict[str, Any], artifact_root: Location | None, what: str
+) -> Snapshot:
     try:
         uri = snapshot_uri(value)
     except SnapshotError as err:
         raise ValidationConfigError(f"{what}: {err}") from err
     if artifact_root:
         try:
-            ensure_within(artifact_root, uri, what)
+            ensure_within(artifact_root.uri, uri, what)
         except UnsafeNameError as err:
             raise ValidationConfigError(str(err)) from err
     try:
@@ -152,7 +155,7 @@ def _open(value: SnapshotLike, options: dict[str, Any], artifact_root: str | Non
 
 
 def _report_dir(
-    snap: Snapshot, artifact_root: str | None, pipeline: str | None, options: dict[str, Any]
+    snap: Snapshot, artifact_root: Location | None, pipeline: str | None, options: dict[str, Any]
 ) -> Location:
     sha = snap.manifest["sha256"]
     if artifact_root and pipeline:
@@ -160,7 +163,7 @@ def _report_dir(
             safe_component(pipeline, "pipeline")
         except UnsafeNameError as err:
             raise ValidationConfigError(str(err)) from err
-        base = join_uri(artifact_root, pipeline)
+        base = join_uri(artifact_root.uri, pipeline)
     else:
         parts = snap.location.uri.rstrip("/").rsplit("/", 2)
         if len(parts) != 3 or parts[1] != "snapshots":

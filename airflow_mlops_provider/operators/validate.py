@@ -32,7 +32,8 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
     :param infer_options: ``range_margin``, ``mostly``, ``max_categories`` for inferred suites.
     :param artifact_root: the artifact root; the snapshot must lie inside it and reports go under
         ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Without it the report goes
-        beside the snapshot, read with fsspec's default credentials. Templated.
+        beside the snapshot (under the root and pipeline of its own path), through ``aws_conn_id`` too.
+        Templated.
     :param pipeline: pipeline name. Templated.
     :param aws_conn_id: AWS connection for ``s3://`` snapshots and reports. Templated.
     :return: ``{"success", "evaluated", "failed", "failed_count", "report_uri", "result_uri",
@@ -74,8 +75,14 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
         self.infer_options = infer_options
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops_provider.core.storage import Location
         from airflow_mlops_provider.core.validation import ValidationFailed, validate_snapshot
+        from airflow_mlops_provider.core.validation.run import snapshot_home
 
+        # Without an artifact root the report goes beside the snapshot, opened with the same connection.
+        root, pipeline = (self.artifact_root, self.pipeline)
+        if not root:
+            root, pipeline = snapshot_home(self.snapshot)
         try:
             outcome = validate_snapshot(
                 self.snapshot,
@@ -85,8 +92,8 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
                 mode=self.mode,
                 builtin_checks=self.builtin_checks,
                 infer_options=self.infer_options,
-                artifact_root=self.artifact_location() if self.artifact_root else None,
-                pipeline=self.pipeline,
+                artifact_root=Location(root, self.storage_options(root)),
+                pipeline=pipeline,
                 run_info=self.run_info(context),
             )
         except ValidationFailed as err:  # the report explains the failure: link it, then fail

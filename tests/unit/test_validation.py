@@ -245,3 +245,12 @@ def test_a_damaged_snapshot_file_fails_validation_naming_the_file(root):
     message = rf"Snapshot file {re.escape(path.as_uri())} .*CRC checksum"
     with pytest.raises(ValidationConfigError, match=message):
         validate_snapshot(snap, suite=AGE_SUITE)
+
+
+def test_snapshot_home_is_the_root_and_pipeline_of_a_snapshot_path():
+    from airflow_mlops_provider.core.validation.run import snapshot_home
+
+    assert snapshot_home("s3://bucket/root/cancer/snapshots/ab12/") == ("s3://bucket/root", "cancer")
+    assert snapshot_home({"uri": "file:///tmp/a/p/snapshots/ff"}) == ("file:///tmp/a", "p")
+    with pytest.raises(ValidationConfigError, match="report for s3://b/x/y: pass artifact_root"):
+        snapshot_home("s3://b/x/y")

@@ -158,20 +158,26 @@ def _report_dir(
     snap: Snapshot, artifact_root: Location | None, pipeline: str | None, options: dict[str, Any]
 ) -> Location:
     sha = snap.manifest["sha256"]
-    if artifact_root and pipeline:
-        try:
-            safe_component(pipeline, "pipeline")
-        except UnsafeNameError as err:
-            raise ValidationConfigError(str(err)) from err
-        base = join_uri(artifact_root.uri, pipeline)
-    else:
-        parts = snap.location.uri.rstrip("/").rsplit("/", 2)
-        if len(parts) != 3 or parts[1] != "snapshots":
-            raise ValidationConfigError(
-                f"Cannot place the report for {snap.location.uri}: pass artifact_root and pipeline"
-            )
-        base = parts[0]
-    return Location(join_uri(base, "reports", "validation", sha), options)
+    if not (artifact_root and pipeline):
+        root, pipeline = snapshot_home(snap.location.uri)
+        artifact_root = Location(root, options)
+    try:
+        safe_component(pipeline, "pipeline")
+    except UnsafeNameError as err:
+        raise ValidationConfigError(str(err)) from err
+    return Location(join_uri(artifact_root.uri, pipeline, "reports", "validation", sha), options)
+
+
+def snapshot_home(snapshot: SnapshotLike) -> tuple[str, str]:
+    """The artifact root and pipeline a snapshot lives under (``<root>/<pipeline>/snapshots/<sha256>``).
+
+    Where a validation without an explicit artifact root puts its report, beside the snapshot.
+    """
+    uri = snapshot_uri(snapshot).rstrip("/")
+    parts = uri.rsplit("/", 3)
+    if len(parts) != 4 or parts[2] != "snapshots":
+        raise ValidationConfigError(f"Cannot place the report for {uri}: pass artifact_root and pipeline")
+    return parts[0], parts[1]
 
 
 def _read(snap: Snapshot, split: str | None) -> pa.Table:

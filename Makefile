@@ -19,6 +19,7 @@ test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(MAKE) docs
 	$(BIN)/pytest
 

@@ -7,7 +7,7 @@ only, so operators may import it at parse time.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 Metrics = dict[str, float | None]
 Slices = dict[str, dict[str, dict[str, Any]]]  # column -> value -> {metric: value, "rows": n}
@@ -24,6 +24,7 @@ class TrainingResult(TypedDict):
     snapshot_sha256: str
     training_config_hash: str
     checkpoint_dir: str
+    run_url: NotRequired[str | None]  # added by the train operator: the run's page in the MLflow UI
 
 
 class ChallengerScores(TypedDict):
@@ -84,7 +85,7 @@ class Decision(TypedDict):
     verdict: str
     status: str
     model_name: str
-    version: str | None
+    version: str
     source_run_id: str
     reasons: list[str]
     record_uri: str
@@ -104,7 +105,7 @@ class PromotionResult(TypedDict):
     promoted: bool
     status: str
     model_name: str
-    version: str | None
+    version: str
     champion: str | None
     previous_champion: str | None
     alias_changes: list[dict[str, Any]]

@@ -21,7 +21,7 @@ rollback_<name>  (manual, with a ``reason`` param)::
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
@@ -194,7 +194,7 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     return dag
 
 
-def _training(config: PipelinePlan, ingest: Any, common: dict[str, str]) -> tuple[Any, Any]:
+def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, Any]:
     """One training task, or a task mapped over the grid followed by ``select_best`` (first, last)."""
     from airflow_mlops_provider.operators.train import SelectBestRunOperator, TrainModelOperator
 
@@ -213,8 +213,8 @@ def _training(config: PipelinePlan, ingest: Any, common: dict[str, str]) -> tupl
         kwargs.update(pool=training.pool, pool_slots=training.pool_slots)
     points = training.grid_points
     if len(points) == 1:
-        train = TrainModelOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
-        return train, train
+        single = TrainModelOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
+        return single, single
     if training.max_parallel:
         kwargs["max_active_tis_per_dagrun"] = training.max_parallel
     train = TrainModelOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
@@ -363,7 +363,14 @@ def _shown(config: PipelinePlan, text: str) -> str:
     return env.shown(text, config.env)
 
 
-def _common(config: PipelinePlan) -> dict[str, str]:
+class _Common(TypedDict):
+    """The arguments every stage operator of a pipeline shares."""
+
+    pipeline: str
+    artifact_root: str
+
+
+def _common(config: PipelinePlan) -> _Common:
     return {"pipeline": config.name, "artifact_root": config.artifact_root}
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 
 class PipelineNotifier(BaseNotifier):
@@ -99,7 +102,7 @@ def _send(target: dict[str, Any], message: dict[str, Any], context: Any) -> None
 
 def notifier(
     pipeline: str, event: str, targets: Sequence[Mapping[str, Any]], decision_task_id: str | None = None
-) -> list[PipelineNotifier]:
+) -> list[Callable[[Context], None]]:
     """The callback list for ``event`` (empty when no target is configured)."""
     if not targets:
         return []

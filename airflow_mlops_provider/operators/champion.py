@@ -34,7 +34,7 @@ class CheckChampionOperator(MlopsBaseOperator, SkipMixin):
         *,
         model_name: str,
         mode: str = "unchanged",
-        snapshot: Mapping[str, Any] | None = None,
+        snapshot: Any = None,
         trainings: Sequence[Mapping[str, Any]] = (),
         **kwargs: Any,
     ) -> None:

@@ -58,10 +58,9 @@ def _check_on_fail(on_fail: str) -> str:
     return on_fail
 
 
-def _links(context: Context, settings: Any, model_name: str, version: str | None, run_id: str | None) -> None:
+def _links(context: Context, settings: Any, model_name: str, version: str, run_id: str | None) -> None:
     """Model version page and decision record page in the MLflow UI (nothing for local stores)."""
-    if version is not None:
-        MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
+    MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
     record_page = None
     if run_id and settings.browser_url:
         from airflow_mlops_provider.core.decision_record import record_page_url

@@ -70,8 +70,9 @@ class EvaluateChallengerOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> Evaluation:
         from airflow_mlops_provider.core.evaluation import evaluate_challenger_and_champion
+        from airflow_mlops_provider.core.snapshot import snapshot_uri
 
-        uri = self.snapshot if isinstance(self.snapshot, str) else self.snapshot["uri"]
+        uri = snapshot_uri(self.snapshot)
         result = evaluate_challenger_and_champion(
             challenger=self.challenger,
             snapshot=self.snapshot,

@@ -138,6 +138,7 @@ class TrainModelOperator(MlopsBaseOperator):
         except the run's name and tags, which name the task instance. A value that is not what its
         field needs raises :class:`~airflow_mlops_provider.core.training.job.TrainingConfigError`.
         """
+        from airflow_mlops_provider.core.snapshot import as_snapshot_ref, snapshot_uri
         from airflow_mlops_provider.core.training.job import TrainingConfigError, TrainingJob
 
         values: dict[str, Any] = {}
@@ -148,8 +149,9 @@ class TrainModelOperator(MlopsBaseOperator):
                     values[f.name] = int(value) if f.type == "int" else value
                 except ValueError as err:
                     raise TrainingConfigError(f"{f.name}: {err}") from err
-        values["snapshot"] = _as_dict(self.snapshot, "snapshot")
-        values["hyperparameters"] = _as_dict(self.hyperparameters, "hyperparameters")
+        options = self.storage_options(snapshot_uri(self.snapshot))
+        values["snapshot"] = as_snapshot_ref(self.snapshot, options).to_dict()
+        values["hyperparameters"] = _hyperparameters(self.hyperparameters)
         map_index = getattr(ti, "map_index", -1)
         suffix = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
         return TrainingJob(
@@ -196,19 +198,18 @@ class SelectBestRunOperator(BaseOperator):
         return best
 
 
-def _as_dict(value: Any, name: str) -> dict[str, Any]:
+def _hyperparameters(value: Any) -> dict[str, Any]:
+    """The hyperparameters as a dict: given as one, or as its JSON (a rendered template)."""
     from airflow_mlops_provider.core.training.job import TrainingConfigError
 
     if isinstance(value, str):
-        text = value.strip()
-        if name == "snapshot" and not text.startswith("{"):
-            return {"uri": text}
         try:
-            value = json.loads(text)
+            value = json.loads(value)
         except ValueError as err:
-            raise TrainingConfigError(f"{name} must be a dict (or its JSON), got {value[:200]!r}") from err
+            text = value[:200]
+            raise TrainingConfigError(f"hyperparameters must be a dict (or its JSON), got {text!r}") from err
     if not isinstance(value, Mapping):
-        raise TrainingConfigError(f"{name} must be a dict, not {type(value).__name__}")
+        raise TrainingConfigError(f"hyperparameters must be a dict, not {type(value).__name__}")
     return dict(value)
 
 

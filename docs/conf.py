@@ -25,5 +25,3 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"undoc-members": False}
 html_theme = "furo"
 html_title = "airflow-mlops-provider"
-
-

@@ -35,6 +35,8 @@ TAG_REFERENCE_SHA = "mlops.reference_sha256"
 TAG_DRIFT_REPORT_URI = "mlops.drift_report_uri"
 TAG_LAST_DRIFT = "mlops.last_drift"
 TAG_LAST_DRIFT_RUN = "mlops.last_drift_run_id"
+TAG_LAST_PERFORMANCE = "mlops.last_performance"
+TAG_MONITORING_KIND = "mlops.monitoring_kind"  # drift or performance, on monitoring runs
 
 # Metric prefix (+ split) of the rows a training run dropped for lack of a label.
 METRIC_MISSING_TARGET = "missing_target_dropped_"
@@ -45,6 +47,12 @@ STAT_DRIFT_DETECTED = "mlops.drift.detected"
 STAT_DRIFT_COLUMNS = "mlops.drift.columns"
 STAT_DRIFT_UNKNOWN = "mlops.drift.unknown_columns"
 STAT_DRIFT_DURATION = "mlops.drift.duration"
+
+# StatsD metric names of a performance check (tagged with pipeline and metric).
+STAT_PERF_REALIZED = "mlops.performance.realized"
+STAT_PERF_ESTIMATED = "mlops.performance.estimated"
+STAT_PERF_DEGRADED = "mlops.performance.degraded"
+STAT_PERF_LABELLED = "mlops.performance.labelled_rows"
 
 # Defaults shared by the config schema, the operators and core.
 DEFAULT_ENTRY_POINT = "airflow_mlops_provider.core.training.tabular:train"

@@ -536,8 +536,82 @@ def _approval(value: Any) -> Any:
     return {"enabled": value} if isinstance(value, bool) else value
 
 
+class Window(Strict):
+    """Which rows of a source belong to one monitoring run: those of its data interval, nothing older."""
+
+    by: Literal["mtime", "partition", "column"] = Field(
+        default="mtime",
+        description=(
+            "mtime: objects modified inside the run's data interval; partition: the objects under "
+            "the templated 'partition' path; column: rows whose 'column' timestamp is inside the interval"
+        ),
+    )
+    partition: str | None = Field(
+        default=None,
+        description=(
+            "by: partition: path under the source rendered per run with Airflow templates, such as "
+            "'dt={{ data_interval_start | ds }}/' or "
+            "'hour={{ data_interval_start.strftime(\"%Y-%m-%dT%H\") }}/'"
+        ),
+    )
+    column: str | None = Field(
+        default=None, description="by: column: timestamp column filtered to [interval start, end)"
+    )
+    length: Duration | None = Field(
+        default=None,
+        description=(
+            "Length of a window (duration); None: the monitoring schedule's period (1h without a "
+            "schedule). A manual run covers the length up to the moment it was triggered."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _needs(self) -> Window:
+        if self.by == "partition" and not self.partition:
+            raise ValueError("a partition window needs 'partition' (a templated path such as 'dt={{ ds }}/')")
+        if self.by == "column" and not self.column:
+            raise ValueError("a column window needs 'column' (the timestamp column)")
+        return self
+
+
+class Labels(Strict):
+    """Ground truth that arrives after the predictions: joined to them by an id column."""
+
+    source: Source
+    id_column: str = Field(
+        default="id", description="Column that identifies a row in the live data and in the labels"
+    )
+    target: str | None = Field(
+        default=None, description="Label column in the labels source; None: training.target"
+    )
+    window: Window = Field(
+        default_factory=Window,
+        description="Which labels arrived in a run's interval (the rules of monitoring.window)",
+    )
+    max_delay: Duration = Field(
+        default=7 * 24 * 3600,
+        description=(
+            "How long after its window a label may still arrive and be joined (duration); "
+            "windows older than this are final"
+        ),
+    )
+
+
+def _performance(value: Any) -> Any:
+    """Validate the performance settings with the monitoring check's own schema, naming sub-fields."""
+    from airflow_mlops_provider.core.monitoring.config import PerformanceConfig
+
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of performance settings, got {value!r}")
+    _check_with(PerformanceConfig, value)
+    return value
+
+
+PerformanceSettings = Annotated[dict[str, Any], AfterValidator(_performance)]
+
+
 class Monitoring(Strict):
-    """The monitoring DAG: its schedule, the live-data source, and drift detection."""
+    """The monitoring DAG: its schedule, the live-data window, drift and performance."""
 
     schedule: Cron | None = Field(
         default="@hourly",
@@ -549,10 +623,26 @@ class Monitoring(Strict):
     score: bool = Field(
         default=True, description="Score each window with the champion, so prediction drift is checked too"
     )
+    window: Window = Field(
+        default_factory=Window, description="Which live rows a run reads: those of its data interval"
+    )
     drift: DriftSettings = Field(default_factory=dict, description="core.drift.config.DriftConfig fields")
+    labels: Labels | None = Field(
+        default=None, description="Delayed ground truth, for realized performance per window"
+    )
+    performance: PerformanceSettings = Field(
+        default_factory=dict, description="core.monitoring.config.PerformanceConfig fields"
+    )
     timeout: Duration = Field(
         default=1800, description="Limit of each monitoring task (duration: seconds or '1d2h3m4s')"
     )
+
+    @property
+    def window_seconds(self) -> float:
+        """Length of a window: configured, else the schedule's period, else an hour."""
+        if self.window.length:
+            return self.window.length
+        return cron_period(self.schedule) if self.schedule else 3600.0
 
 
 class Sqs(Strict):
@@ -595,6 +685,13 @@ class Triggers(Strict):
     )
     drift: bool = Field(
         default=False, description="Retrain when monitoring finds drift (needs a monitoring section)"
+    )
+    performance: bool = Field(
+        default=False,
+        description=(
+            "Retrain when monitoring finds the champion's performance degraded (needs monitoring.labels, "
+            "or monitoring.performance.trigger_on_estimate)"
+        ),
     )
 
 
@@ -727,7 +824,31 @@ class PipelineConfig(Strict):
             )
         if self.triggers.drift and self.monitoring is None:
             raise ValueError("triggers.drift needs a 'monitoring' section (the drift asset comes from it)")
+        self._check_performance(allowed)
         return self
+
+    def _check_performance(self, allowed: tuple[str, ...]) -> None:
+        monitoring = self.monitoring
+        if self.triggers.performance:
+            measured = monitoring is not None and (
+                monitoring.labels is not None or monitoring.performance.get("trigger_on_estimate")
+            )
+            if not measured:
+                raise ValueError(
+                    "triggers.performance needs monitoring.labels (or monitoring.performance."
+                    "trigger_on_estimate: true): the performance asset comes from them"
+                )
+        if monitoring is None:
+            return
+        named = [monitoring.performance.get("metric"), *(monitoring.performance.get("metrics") or [])]
+        wrong = sorted({m for m in named if m is not None and m not in allowed})
+        if wrong:
+            raise ValueError(
+                f"monitoring.performance metric(s) {wrong} are not computed for a {self.training.task} "
+                f"task (expected among {list(allowed)})"
+            )
+        if monitoring.performance and not monitoring.score:
+            raise ValueError("monitoring.performance needs monitoring.score: true (it judges predictions)")
 
     @property
     def registered_model_name(self) -> str:
@@ -790,7 +911,7 @@ class PipelineConfig(Strict):
         )
         plan["validation"]["builtin_checks"] = self.builtin_checks()
         if self.monitoring is not None:
-            _source_plan(plan["monitoring"]["source"], self.monitoring.source)
+            _monitoring_plan(plan["monitoring"], self.monitoring, self)
         training = self.training
         plan["training"].update(
             job={**training.job_arguments(), "experiment_name": self.experiment_name},
@@ -801,6 +922,48 @@ class PipelineConfig(Strict):
             select_mode=training.select_mode,
         )
         return PipelinePlan.from_json(plan)
+
+
+def _monitoring_plan(plan: dict[str, Any], monitoring: Monitoring, config: PipelineConfig) -> None:
+    """Resolve the monitoring section: windowed sources, window length, performance settings."""
+    _source_plan(plan["source"], monitoring.source)
+    plan["window"]["length"] = monitoring.window_seconds
+    plan["windowed_source"] = windowed(monitoring.source, monitoring.window)
+    performance = dict(monitoring.performance)
+    performance.setdefault("metric", config.primary_metric)
+    performance.setdefault("metrics", config.evaluation.metrics)
+    plan["performance"] = performance
+    labels = monitoring.labels
+    if labels is not None:
+        _source_plan(plan["labels"]["source"], labels.source)
+        plan["labels"]["target"] = labels.target or config.training.target
+        plan["labels"]["window"]["length"] = monitoring.window_seconds
+        plan["labels"]["windowed_source"] = windowed(labels.source, labels.window)
+
+
+def windowed(source: Source, window: Window) -> str | list[str]:
+    """What a windowed ingest reads: the source, or for a partition window the templated path under it
+    (with the source's glob applied inside the partition)."""
+    if window.by != "partition" or window.partition is None:
+        return source.resolved
+    base = _join(source.base_uri, window.partition)
+    if source.keys:
+        return [_join(base, key) for key in source.keys]
+    return _join(base, source.glob) if source.glob else base.rstrip("/") + "/"
+
+
+def cron_period(expression: str) -> float:
+    """Seconds between two consecutive fire times of a cron expression (from a fixed base time).
+
+    Irregular schedules (weekdays only) have several periods: set ``monitoring.window.length``.
+    """
+    from datetime import datetime
+
+    from croniter import croniter
+
+    times = croniter(expression, datetime(2025, 1, 6)).all_next(datetime)  # a Monday, 00:00
+    first, second = next(times), next(times)
+    return (second - first).total_seconds()
 
 
 def _source_plan(plan: dict[str, Any], source: Source) -> None:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Self, dataclass_transform, get_args
 from airflow_mlops_provider import __version__
 from airflow_mlops_provider.factory import env as env_rules
 
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 _ENV_REF = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _HERE = Path(__file__).resolve().parent
 _CORE = _HERE.parent / "core"
@@ -47,6 +47,7 @@ _SCHEMA_FILES = (
     _CORE / "gate.py",
     _CORE / "names.py",
     _CORE / "drift" / "config.py",
+    _CORE / "monitoring" / "config.py",
     _CORE / "training" / "hyperparameters.py",
     _CORE / "training" / "job.py",
 )
@@ -170,11 +171,31 @@ class ApprovalPlan(Section):
     timeout: float | None
 
 
+class WindowPlan(Section):
+    by: str  # mtime, partition or column
+    partition: str | None  # templated path under the source (by: partition)
+    column: str | None  # timestamp column (by: column)
+    length: float  # resolved: seconds of one window
+
+
+class LabelsPlan(Section):
+    source: SourcePlan
+    windowed_source: str | list[str]  # resolved: what a windowed ingest of the labels reads
+    id_column: str
+    target: str  # resolved: the labels' target column
+    window: WindowPlan
+    max_delay: float
+
+
 class MonitoringPlan(Section):
     schedule: str | None
     source: SourcePlan
+    windowed_source: str | list[str]  # resolved: what a windowed ingest of the live data reads
     score: bool
+    window: WindowPlan
     drift: dict[str, Any]
+    labels: LabelsPlan | None
+    performance: dict[str, Any]  # PerformanceConfig fields, metric and metrics resolved
     timeout: float
 
 
@@ -193,6 +214,7 @@ class TriggersPlan(Section):
     schedule: str | None
     new_data: NewDataPlan
     drift: bool
+    performance: bool
 
 
 class NotificationsPlan(Section):

@@ -1,0 +1,14 @@
+"""Performance monitoring: windows of live data, delayed labels, realized and estimated metrics.
+
+- :mod:`.types`: the window a monitoring run stands for, a metric with its interval, a verdict;
+- :mod:`.config`: the performance settings (degradation rule, bootstrap, estimation);
+- :mod:`.realized`: realized metrics with bootstrap confidence intervals;
+- :mod:`.rule`: the degradation rule that turns a metric and the champion's reference into a verdict;
+- :mod:`.labels`: joining delayed labels to the scored predictions of their window; label drift;
+- :mod:`.estimation`: performance estimated before labels arrive (CBPE for classifiers, DLE for
+  regressors), calibrated on the champion's reference split;
+- :mod:`.history`: the per-window time series (Parquet table, MLflow steps) and the trend report;
+- :mod:`.run`: one monitoring run's performance check, as the operator calls it.
+
+Nothing here imports Airflow (DESIGN.md: ``core/`` is plain Python).
+"""

@@ -8,6 +8,7 @@ per (model, input) and a retry reuses the same predictions snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_mlops_provider.core.tracking import TrackingSettings
 
 PREDICTION = "prediction"
+PREDICTION_COLUMNS = (PREDICTION,)  # plus proba_<class> for classifiers
 BATCH_ROWS = 100_000
 
 
@@ -83,9 +85,12 @@ def score_snapshot(
     pipeline: str,
     alias: str = CHAMPION,
     split: str | None = None,
+    keep_columns: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score one split of ``snapshot`` with ``model_name@alias``, batch by batch.
 
+    ``keep_columns`` (such as a row id that delayed labels are joined on) are copied from the
+    input into the predictions, after the model's outputs.
     Predictions go under ``artifact_root``, whose storage options open ``snapshot`` too. Returns
     ``{"predictions": <snapshot ref dict>, "model_version", "model_uri"}``. A pipeline or
     model name that would escape the artifact root or that MLflow cannot hold raises
@@ -105,6 +110,11 @@ def score_snapshot(
             f"Snapshot {source.location.uri} lacks the feature columns {missing} that model "
             f"{model_name} version {chosen.version} needs"
         )
+    absent = [c for c in keep_columns if c not in parquet.schema_arrow.names]
+    if absent:
+        raise ScoringError(
+            f"Snapshot {source.location.uri} lacks the column(s) {absent} to keep with the predictions"
+        )
     if parquet.metadata.num_rows == 0:
         raise ScoringError(f"Snapshot {source.location.uri} has no rows to score")
     metadata = {
@@ -120,8 +130,13 @@ def score_snapshot(
         "source_split": split,
     }
     with SnapshotWriter(artifact_root, pipeline, kind="predictions") as writer:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=model.feature_columns):
-            scored = predict_table(model, pa.Table.from_batches([batch]))
+        kept = [c for c in keep_columns if c not in PREDICTION_COLUMNS]
+        columns = list(dict.fromkeys([*model.feature_columns, *kept]))
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            table = pa.Table.from_batches([batch])
+            scored = predict_table(model, table)
+            for name in kept:
+                scored = scored.append_column(name, table.column(name))
             writer.write(scored.replace_schema_metadata(metadata))
         ref = writer.commit(extra)
     return {"predictions": ref.to_dict(), "model_version": chosen.version, "model_uri": chosen.model_uri}

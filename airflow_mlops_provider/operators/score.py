@@ -18,6 +18,7 @@ class ScoreBatchOperator(MlopsBaseOperator):
     :param model_name: registered model name. Templated.
     :param alias: registry alias to score with (resolved to a fixed version at start). Templated.
     :param split: split of the snapshot to score (default ``data``).
+    :param keep_columns: input columns copied into the predictions (a row id for delayed labels).
     :param artifact_root: where snapshots live; predictions go to
         ``<artifact_root>/<pipeline>/predictions/<sha256>/``. Templated.
     :param pipeline: pipeline name. Templated.
@@ -47,6 +48,7 @@ class ScoreBatchOperator(MlopsBaseOperator):
         pipeline: str,
         alias: str = CHAMPION,
         split: str | None = None,
+        keep_columns: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
@@ -54,6 +56,7 @@ class ScoreBatchOperator(MlopsBaseOperator):
         self.model_name = model_name
         self.alias = alias
         self.split = split
+        self.keep_columns = list(keep_columns)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.scoring import score_snapshot
@@ -67,6 +70,7 @@ class ScoreBatchOperator(MlopsBaseOperator):
             settings=settings,
             artifact_root=self.artifact_location(),
             pipeline=self.pipeline,
+            keep_columns=self.keep_columns,
         )
         self.log.info(
             "Scored %s rows with %s version %s into %s",

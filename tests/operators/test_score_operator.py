@@ -102,3 +102,26 @@ def test_a_model_without_a_champion_fails_clearly(dags, mlflow_conn, champion, m
         )
     run = dags.run(_dag("score_nochamp", live, champion, model="no-such-model"), "score_nochamp")
     assert dags.task_states(run) == {"score": "failed"}
+
+
+def test_kept_columns_travel_with_the_predictions_and_a_missing_one_fails(mlflow_server, champion):
+    """The row id that delayed labels are joined on is copied into the predictions, row for row."""
+    import pyarrow as pa
+
+    table = frame(300, seed=8).drop(columns=["y"])
+    table["row_id"] = [f"r{i}" for i in range(len(table))]
+    root = Location(champion["root"].as_uri())
+    snap = write_snapshot(pa.Table.from_pandas(table, preserve_index=False), root, "kept").to_dict()
+    settings = TrackingSettings(mlflow_server)
+    out = score_snapshot(
+        snap, model_name=champion["name"], settings=settings, artifact_root=root, pipeline="kept",
+        keep_columns=["row_id"],
+    )  # fmt: skip
+    scored = open_snapshot(out["predictions"]["uri"]).read()
+    assert scored.column_names == ["prediction", "proba_0", "proba_1", "row_id"]
+    assert scored["row_id"].to_pylist() == table["row_id"].tolist()
+    with pytest.raises(ScoringError, match=r"lacks the column\(s\) \['ticket'\] to keep"):
+        score_snapshot(
+            snap, model_name=champion["name"], settings=settings, artifact_root=root, pipeline="kept",
+            keep_columns=["ticket"],
+        )  # fmt: skip

@@ -13,8 +13,11 @@ from airflow_mlops_provider.core.drift.categorical import chi2_homogeneity, comp
 from airflow_mlops_provider.core.drift.columns import TableSource
 from airflow_mlops_provider.core.drift.engine import adjust_pvalues
 from airflow_mlops_provider.core.drift.numeric import (
+    KL_EPS,
     bin_counts,
     compare_numeric,
+    kl_from_counts,
+    kl_threshold,
     merged_ks_wasserstein,
     psi_edges,
     psi_from_counts,
@@ -261,3 +264,98 @@ def test_dates_are_compared_in_days_whatever_their_arrow_type():
     col = shifted.column("signup")
     assert col.verdict == "drift"
     assert col.details["current_mean"] - col.details["reference_mean"] == pytest.approx(366, abs=30)
+
+
+def _smoothed(counts: np.ndarray) -> np.ndarray:
+    shares = counts / counts.sum()
+    return (shares + KL_EPS) / (1 + shares.size * KL_EPS)
+
+
+def test_kl_divergence_is_current_given_reference_and_matches_scipy():
+    ref = np.array([120.0, 340.0, 55.0, 85.0])
+    cur = np.array([100.0, 360.0, 40.0, 100.0])
+    # D(current || reference): scipy.stats.entropy(pk=current, qk=reference), in nats
+    assert kl_from_counts(ref, cur, eps=0.0) == pytest.approx(stats.entropy(cur, ref), rel=1e-12)
+    assert kl_from_counts(ref, cur) == pytest.approx(stats.entropy(_smoothed(cur), _smoothed(ref)), rel=1e-12)
+    assert kl_from_counts(ref, cur) == pytest.approx(stats.entropy(cur, ref), rel=5e-3)  # smoothing is small
+    assert kl_from_counts(ref, cur) != pytest.approx(kl_from_counts(cur, ref), rel=1e-3)  # not symmetric
+    assert kl_from_counts(ref, ref * 3) == 0.0  # the same shares
+
+
+def test_kl_divergence_of_empty_bins_is_large_but_finite():
+    ref = np.array([500.0, 500.0, 0.0])
+    new_in_current = np.array([450.0, 450.0, 100.0])
+    gone_from_current = np.array([1000.0, 0.0, 0.0])
+    assert stats.entropy(new_in_current, ref) == np.inf  # unsmoothed, a new category is infinite
+    new = kl_from_counts(ref, new_in_current)
+    assert np.isfinite(new) and new == pytest.approx(
+        stats.entropy(_smoothed(new_in_current), _smoothed(ref)), rel=1e-12
+    )
+    assert new > 0.5  # 10% of the current window where the reference had nothing
+    gone = kl_from_counts(ref, gone_from_current)
+    assert gone == pytest.approx(np.log(2), rel=5e-3)  # the current window lies in half of the reference
+    assert kl_from_counts(ref, np.array([0.0, 0.0, 1000.0])) == pytest.approx(
+        np.log(1 + 1 / KL_EPS), rel=1e-3
+    )
+    assert kl_from_counts(np.zeros(3), np.zeros(3)) == 0.0  # no values at all: nothing to diverge
+
+
+def test_kl_effect_flags_a_shifted_numeric_column_and_not_the_same_distribution():
+    rng = np.random.default_rng(21)
+    ref = pa.table({"x": rng.normal(0, 1, 50_000)})
+    same = _run(ref, pa.table({"x": rng.normal(0, 1, 50_000)}), numeric_effect="kl").column("x")
+    assert same.verdict == "no drift" and same.effect == "kl"
+    assert same.effect_size < 0.005 < same.threshold
+    shifted = _run(ref, pa.table({"x": rng.normal(0.5, 1, 50_000)}), numeric_effect="kl").column("x")
+    assert shifted.verdict == "drift"
+    # binned KL of a 0.5 sigma mean shift: a little under the continuous 0.5^2 / 2 = 0.125
+    assert 0.08 < shifted.effect_size < 0.125
+    assert shifted.details["kl"] == shifted.effect_size
+    assert shifted.threshold == pytest.approx(kl_threshold(0.05, 10, 50_000, 50_000))
+
+
+def test_kl_effect_on_categories_handles_new_and_vanished_categories():
+    rng = np.random.default_rng(22)
+    base = ["a", "b", "c", "d"]
+    ref = pa.table({"c": rng.choice(base, 20_000)})
+    same = _run(ref, pa.table({"c": rng.choice(base, 20_000)}), categorical_effect="kl").column("c")
+    assert same.verdict == "no drift"
+    cur = rng.choice(base, 20_000).astype(object)
+    cur[rng.random(20_000) < 0.10] = "brand-new"
+    new = _run(ref, pa.table({"c": pa.array(cur.tolist())}), categorical_effect="kl").column("c")
+    assert new.verdict == "drift" and new.effect == "kl"
+    assert np.isfinite(new.effect_size) and new.effect_size > 0.5
+    # "d" vanishes from the current window: a finite effect, smaller than a new category's
+    gone = rng.choice(base[:3], 20_000)
+    vanished = _run(ref, pa.table({"c": gone}), categorical_effect="kl").column("c")
+    assert vanished.verdict == "drift"
+    assert vanished.effect_size == pytest.approx(np.log(4 / 3), rel=0.05)
+
+
+def test_kl_threshold_is_half_of_psis_bias_and_configurable():
+    assert kl_threshold(0.05, 10, 10**7, 10**7) == pytest.approx(0.05, abs=1e-5)
+    bias = psi_threshold(0.0, 10, 200, 200)
+    assert kl_threshold(0.05, 10, 200, 200) == pytest.approx(0.05 + bias / 2)
+    rng = np.random.default_rng(23)
+    flagged = 0
+    for _ in range(20):
+        ref, cur = pa.table({"x": rng.normal(size=200)}), pa.table({"x": rng.normal(size=200)})
+        flagged += len(_run(ref, cur, numeric_effect="kl", correction="none").drifted_columns)
+    assert flagged <= 1
+    ref, cur = pa.table({"x": rng.normal(0, 1, 50_000)}), pa.table({"x": rng.normal(0.5, 1, 50_000)})
+    strict = _run(ref, cur, numeric_effect="kl", kl_threshold=0.5).column("x")
+    assert strict.verdict == "no drift" and strict.threshold == pytest.approx(0.5, abs=1e-3)
+    override = _run(ref, cur, numeric_effect="kl", columns={"x": {"threshold": 0.5}}).column("x")
+    assert override.verdict == "no drift"
+
+
+def test_the_html_report_shows_the_kl_effect():
+    from airflow_mlops_provider.core.drift.report import render_html
+
+    rng = np.random.default_rng(24)
+    ref = pa.table({"x": rng.normal(0, 1, 5000)})
+    result = _run(ref, pa.table({"x": rng.normal(0.5, 1, 5000)}), numeric_effect="kl")
+    page = render_html(result.to_dict(), "drift")
+    col = result.column("x")
+    assert "<td>kl</td>" in page
+    assert f"kl = {col.effect_size:.4g} vs threshold {col.threshold:.4g}" in page

@@ -4,6 +4,9 @@ The chi-square statistic is the test of homogeneity on the 2 x K table of refere
 current counts (``scipy.stats.chi2_contingency(..., correction=False)``): its expected counts
 pool both windows, so a category seen only in the current window contributes a finite term
 instead of the division by zero a goodness-of-fit test against reference shares would make.
+The KL divergence D(current || reference) smooths both share vectors (see
+:func:`airflow_mlops_provider.core.drift.numeric.kl_from_counts`), so a new category gives a
+large finite value too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from airflow_mlops_provider.core.drift.numeric import psi_from_counts
+from airflow_mlops_provider.core.drift.numeric import kl_from_counts, psi_from_counts
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class CategoricalComparison:
     dof: int
     jensenshannon: float
     psi: float
+    kl: float
     categories: int
     unseen_categories: list[str]
     unseen_share: float
@@ -84,6 +88,7 @@ def compare_categorical(
         dof=dof,
         jensenshannon=jensenshannon(ref, cur),
         psi=psi_from_counts(ref, cur),
+        kl=kl_from_counts(ref, cur),
         categories=len(names),
         unseen_categories=unseen[:20],
         unseen_share=unseen_share,

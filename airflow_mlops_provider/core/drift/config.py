@@ -16,9 +16,9 @@ from airflow_mlops_provider.core.errors import PermanentError
 
 ColumnKind = Literal["numeric", "categorical"]
 NumericTest = Literal["ks", "cvm", "ad"]
-NumericEffect = Literal["wasserstein", "ks", "psi"]
+NumericEffect = Literal["wasserstein", "ks", "psi", "kl"]
 CategoricalTest = Literal["chi2"]
-CategoricalEffect = Literal["jensenshannon", "psi"]
+CategoricalEffect = Literal["jensenshannon", "psi", "kl"]
 
 
 class ColumnConfig(BaseModel):
@@ -56,7 +56,16 @@ class DriftConfig(BaseModel):
     reference standard deviation; ``ks`` is the KS statistic D; ``psi`` is the population
     stability index whose threshold is ``psi_threshold`` plus its no-drift bias at the
     window sizes (see :func:`airflow_mlops_provider.core.drift.numeric.psi_threshold`);
-    ``jensenshannon`` is the base-2 Jensen-Shannon distance in [0, 1].
+    ``jensenshannon`` is the base-2 Jensen-Shannon distance in [0, 1]; ``kl`` is the
+    Kullback-Leibler divergence D(current || reference) in nats, on PSI's bins for numeric
+    columns (the reference's ``psi_bins`` quantile bins, so it costs no second pass over the
+    data) and on the categories for categorical ones. Its direction weighs the current window:
+    mass where the reference had none (a new category, a new tail) counts most, a reference
+    region the current window stopped using counts little. Empty bins: both share vectors are
+    smoothed additively by 1e-4 and renormalised, so a category only in the current window
+    gives a large finite value (at most ln(1 + 1e4), about 9.2), never infinity or NaN. Like
+    PSI, its threshold ``kl_threshold`` is raised by its no-drift bias at the window sizes
+    (half of PSI's, see :func:`airflow_mlops_provider.core.drift.numeric.kl_threshold`).
 
     Automatic choices, each overridable per column in ``columns``: floats, decimals and
     timestamps are numeric; strings, booleans and dictionaries categorical; integers with at
@@ -107,6 +116,15 @@ class DriftConfig(BaseModel):
         default=0.1,
         ge=0,
         description="PSI at which a column drifts, on top of PSI's no-drift bias at the window sizes",
+    )
+    kl_threshold: float = Field(
+        default=0.05,
+        ge=0,
+        description=(
+            "KL divergence D(current || reference), in nats, at which a column drifts, on top of "
+            "its no-drift bias at the window sizes (0.05: PSI's 0.1, since PSI is about twice KL "
+            "for small shifts; a normal mean shift of about 0.3 standard deviations)"
+        ),
     )
     jensenshannon_threshold: float = Field(
         default=0.1, ge=0, description="Base-2 Jensen-Shannon distance (0 to 1) at which a column drifts"
@@ -168,6 +186,7 @@ class DriftConfig(BaseModel):
             "wasserstein": self.wasserstein_threshold,
             "ks": self.ks_threshold,
             "psi": self.psi_threshold,
+            "kl": self.kl_threshold,
             "jensenshannon": self.jensenshannon_threshold,
         }[effect]
 

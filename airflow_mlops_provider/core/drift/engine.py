@@ -20,7 +20,7 @@ import numpy as np
 from airflow_mlops_provider.core.drift.categorical import compare_categorical
 from airflow_mlops_provider.core.drift.columns import ColumnSource, category_counts, numeric_values
 from airflow_mlops_provider.core.drift.config import DriftConfig
-from airflow_mlops_provider.core.drift.numeric import compare_numeric, mean_std, psi_threshold
+from airflow_mlops_provider.core.drift.numeric import compare_numeric, kl_threshold, mean_std, psi_threshold
 from airflow_mlops_provider.core.drift.reference import ColumnReference, DriftError, ReferenceStats
 
 DRIFT, NO_DRIFT, UNKNOWN = "drift", "no drift", "unknown"
@@ -265,7 +265,7 @@ def _numeric(
     test, effect, threshold = _column_config(config, result.name)
     test = test or config.numeric_test
     effect = effect or config.numeric_effect
-    if test not in ("ks", "cvm", "ad") or effect not in ("wasserstein", "ks", "psi"):
+    if test not in ("ks", "cvm", "ad") or effect not in ("wasserstein", "ks", "psi", "kl"):
         raise DriftError(f"Column {result.name!r} is numeric: test {test!r} / effect {effect!r} do not apply")
     ref_sorted = reference.sorted_values(result.name)
     edges = np.asarray(ref.edges, dtype=np.float64)
@@ -281,7 +281,6 @@ def _numeric(
     )
     result.test, result.statistic, result.p_value = test, cmp.test_statistic, cmp.test_pvalue
     result.effect = effect
-    base = threshold if threshold is not None else config.threshold_for(effect)
     psi_limit = psi_threshold(
         threshold if (threshold is not None and effect == "psi") else config.psi_threshold,
         cmp.psi_bins,
@@ -292,8 +291,9 @@ def _numeric(
         "wasserstein": cmp.wasserstein_normalised,
         "ks": cmp.ks_statistic,
         "psi": cmp.psi,
+        "kl": cmp.kl,
     }[effect]
-    result.threshold = psi_limit if effect == "psi" else base
+    result.threshold = _threshold(config, effect, threshold, cmp.psi_bins, ref_sorted.size, values.size)
     result.details = {
         "ks_statistic": cmp.ks_statistic,
         "ks_p_value": cmp.ks_pvalue,
@@ -302,6 +302,7 @@ def _numeric(
         "psi": cmp.psi,
         "psi_bins": cmp.psi_bins,
         "psi_threshold": psi_limit,
+        "kl": cmp.kl,
         "reference_mean": ref.mean,
         "reference_std": ref.std,
         **_moments("current", values),
@@ -311,6 +312,18 @@ def _numeric(
             "the reference column is constant: Wasserstein is scaled by the current spread"
         )
     result.plot = _numeric_plot(ref_sorted, values)
+
+
+def _threshold(
+    config: DriftConfig, effect: str, override: float | None, bins: int, n_ref: int, n_cur: int
+) -> float:
+    """The column's effect threshold; PSI's and KL's rise by their no-drift bias at these sizes."""
+    base = override if override is not None else config.threshold_for(effect)
+    if effect == "psi":
+        return psi_threshold(base, bins, n_ref, n_cur)
+    if effect == "kl":
+        return kl_threshold(base, bins, n_ref, n_cur)
+    return base
 
 
 def _moments(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -341,25 +354,21 @@ def _categorical(
     test, effect, threshold = _column_config(config, result.name)
     test = test or config.categorical_test
     effect = effect or config.categorical_effect
-    if test != "chi2" or effect not in ("jensenshannon", "psi"):
+    if test != "chi2" or effect not in ("jensenshannon", "psi", "kl"):
         raise DriftError(
             f"Column {result.name!r} is categorical: test {test!r} / effect {effect!r} do not apply"
         )
     cmp = compare_categorical(ref.counts or {}, counts)
     result.test, result.statistic, result.p_value = "chi2", cmp.chi2, cmp.chi2_pvalue
     result.effect = effect
-    if effect == "psi":
-        base = threshold if threshold is not None else config.psi_threshold
-        result.threshold = psi_threshold(base, cmp.categories, ref.values, result.n_current)
-        result.effect_size = cmp.psi
-    else:
-        result.threshold = threshold if threshold is not None else config.jensenshannon_threshold
-        result.effect_size = cmp.jensenshannon
+    result.threshold = _threshold(config, effect, threshold, cmp.categories, ref.values, result.n_current)
+    result.effect_size = {"psi": cmp.psi, "kl": cmp.kl, "jensenshannon": cmp.jensenshannon}[effect]
     result.details = {
         "chi2": cmp.chi2,
         "dof": cmp.dof,
         "jensenshannon": cmp.jensenshannon,
         "psi": cmp.psi,
+        "kl": cmp.kl,
         "categories": cmp.categories,
         "unseen_categories": cmp.unseen_categories,
         "unseen_share": cmp.unseen_share,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowSkipException
+
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 
@@ -34,6 +36,18 @@ class IngestSnapshotOperator(MlopsBaseOperator):
     :param block_mb: bytes read and parsed at a time from CSV / JSON streams, in MiB.
     :param aws_conn_id: Airflow AWS connection for S3 sources and an S3 artifact root. Templated.
     :param connect_attempts: attempts per storage call when the endpoint cannot be reached.
+    :param window: read one monitoring window only: ``{"by": "mtime" | "partition" | "column",
+        "column": <time column, for by: column>, "start": ..., "end": ...}`` with the half-open
+        interval ``[start, end)`` as datetimes or ISO strings (naive = UTC), usually
+        ``"{{ data_interval_start }}"`` and ``"{{ data_interval_end }}"``. ``mtime`` keeps the
+        objects modified in the interval (an object without a modification time is kept, with a
+        warning); ``partition`` reads everything the (templated) ``source`` names, e.g.
+        ``.../dt={{ data_interval_start | ds }}/``; ``column`` keeps the rows whose time (timestamp,
+        date or ISO string; null dropped) is in the interval. The manifest records it. Templated.
+        None: everything the source names.
+    :param empty: what a window with nothing in it (no object, no row) does: ``"fail"`` (default;
+        the task fails, retries apply since data may still land) or ``"skip"`` (the task ends
+        skipped with the reason, and so do the tasks downstream of it).
     :return: the snapshot reference ``{"uri", "sha256", "rows", "splits"}``; every outlet ``Asset``
         gets an event with ``extra={"snapshot": <that dict>}``.
     """
@@ -44,8 +58,9 @@ class IngestSnapshotOperator(MlopsBaseOperator):
         "format",
         "schema",
         "split",
+        "window",
     )
-    template_fields_renderers = {"split": "json", "schema": "json"}
+    template_fields_renderers = {"split": "json", "schema": "json", "window": "json"}
     ui_color = "#d7ecf9"
     pipeline: str  # a required argument here
 
@@ -63,8 +78,12 @@ class IngestSnapshotOperator(MlopsBaseOperator):
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         block_mb: float = 8,
         connect_attempts: int = 3,
+        window: Mapping[str, Any] | None = None,
+        empty: str = "fail",
         **kwargs: Any,
     ) -> None:
+        if empty not in ("fail", "skip"):
+            raise ValueError(f"empty must be 'fail' or 'skip', got {empty!r}")
         super().__init__(artifact_root=artifact_root, pipeline=pipeline, **kwargs)
         self.source = source
         self.format = format
@@ -75,10 +94,14 @@ class IngestSnapshotOperator(MlopsBaseOperator):
         self.chunk_rows = chunk_rows
         self.block_mb = block_mb
         self.connect_attempts = connect_attempts
+        self.window = window
+        self.empty = empty
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.ingest import ingest_snapshot
+        from airflow_mlops_provider.core.ingest.errors import EmptyWindowError
         from airflow_mlops_provider.core.ingest.sources import RetryPolicy
+        from airflow_mlops_provider.core.monitoring.window import WindowFilter
 
         sources = list(self.source) if isinstance(self.source, list | tuple) else [self.source]
         s3_client = None
@@ -87,21 +110,28 @@ class IngestSnapshotOperator(MlopsBaseOperator):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
             s3_client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        ref = ingest_snapshot(
-            sources,
-            self.artifact_location(),
-            self.pipeline,
-            format=self.format,
-            compression=self.compression,
-            schema=self.schema,
-            csv_options=self.csv_options,
-            split=self.split,
-            chunk_rows=self.chunk_rows,
-            block_bytes=int(self.block_mb * 2**20),
-            s3_client=s3_client,
-            retry=RetryPolicy(attempts=self.connect_attempts),
-            manifest_extra={"producing_run": self.run_info(context)},
-        )
+        window = WindowFilter.from_dict(self.window) if self.window else None
+        try:
+            ref = ingest_snapshot(
+                sources,
+                self.artifact_location(),
+                self.pipeline,
+                format=self.format,
+                compression=self.compression,
+                schema=self.schema,
+                csv_options=self.csv_options,
+                split=self.split,
+                chunk_rows=self.chunk_rows,
+                block_bytes=int(self.block_mb * 2**20),
+                s3_client=s3_client,
+                retry=RetryPolicy(attempts=self.connect_attempts),
+                manifest_extra={"producing_run": self.run_info(context)},
+                window=window,
+            )
+        except EmptyWindowError as err:
+            if self.empty == "skip":
+                raise AirflowSkipException(str(err)) from err
+            raise
         result = ref.to_dict()
         self.emit_asset_events(context, {"snapshot": result})
         return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_mlops_provider.core.errors import PermanentError, TransientError
+from airflow_mlops_provider.core.errors import MlopsError, PermanentError, TransientError
 
 
 class IngestError(PermanentError, ValueError):
@@ -11,3 +11,10 @@ class IngestError(PermanentError, ValueError):
 
 class SourceUnreachableError(TransientError, ConnectionError):
     """The storage endpoint could not be reached after the configured attempts: retrying later may help."""
+
+
+class EmptyWindowError(MlopsError):
+    """A windowed ingest found nothing in its window (no object, or no row left after the filter).
+
+    Neither permanent nor transient: a monitoring run skips on it, a run that must have data fails.
+    """

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mlops_provider.core.ingest.errors import IngestError
+from airflow_mlops_provider.core.ingest.errors import EmptyWindowError, IngestError
 from airflow_mlops_provider.core.ingest.formats import (
     DEFAULT_BLOCK_BYTES,
     ReadSpec,
@@ -29,6 +29,7 @@ from airflow_mlops_provider.core.ingest.formats import (
     read_object,
 )
 from airflow_mlops_provider.core.ingest.sources import RetryPolicy, Source, SourceObject, open_source
+from airflow_mlops_provider.core.monitoring.window import WindowError, WindowFilter
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.core.paths import safe_component
 from airflow_mlops_provider.core.snapshot import SnapshotError, SnapshotRef, SnapshotWriter
@@ -55,6 +56,7 @@ def ingest_snapshot(
     retry: RetryPolicy | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
     progress_every_s: float = 10.0,
+    window: WindowFilter | None = None,
 ) -> SnapshotRef:
     """Read ``source`` (an object, prefix or glob; or a list of them) into a snapshot; return its reference.
 
@@ -66,6 +68,11 @@ def ingest_snapshot(
     :class:`~airflow_mlops_provider.core.paths.UnsafeNameError` for a pipeline or split name that
     would escape the artifact root, and :class:`SourceUnreachableError` when storage cannot be
     reached; nothing is published then.
+
+    ``window`` reads one monitoring window only: listed objects are kept by modification time
+    (``by: mtime``), rows by their time column before splitting (``by: column``); the manifest
+    records it under ``window``. Nothing in the window (no object listed or left, or no row left)
+    raises :class:`EmptyWindowError`.
     """
     safe_component(pipeline, "pipeline")
     if chunk_rows < 1 or block_bytes < 1024:
@@ -74,7 +81,7 @@ def ingest_snapshot(
     if not items:
         raise IngestError("No source given")
     check_csv_options(csv_options)
-    with _split_errors_as_ingest_errors():
+    with _stage_errors_as_ingest_errors():
         splitter = parse_split(split)
     target = _parse_schema(schema)
     spec = ReadSpec(format, compression, block_bytes, chunk_rows, csv_options)
@@ -82,26 +89,32 @@ def ingest_snapshot(
         open_source(item, s3_client=s3_client, storage_options=source_options, retry=retry) for item in items
     ]
     uris = [src.uri for src in sources]
-    listed = [(src, obj) for src in sources for obj in src.objects()]
+    window = window.fresh() if window else None  # counts of this ingest only
+    listed = _list(sources, window)
     progress = _Progress(len(listed), sum(obj.size for _, obj in listed), progress_every_s)
     log.info("Ingesting %d object(s), %s, from %s", len(listed), _size(progress.total_bytes), ", ".join(uris))
 
     with (
-        _split_errors_as_ingest_errors(),
+        _stage_errors_as_ingest_errors(),
         tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
         SnapshotWriter(artifact_root, pipeline, row_group_rows=chunk_rows) as writer,
     ):
         reader = _Reader(listed, spec, target, progress)
-        tables: Iterable[pa.Table] = reader.tables()
+        tables: Iterable[pa.Table] = (
+            reader.tables() if window is None else _in_window(reader.tables(), window)
+        )
         if splitter is not None and splitter.needs_first_pass:
             splitter, tables = _resolve_time_split(splitter, tables, scratch)
         splits = _SplitWriter(writer, chunk_rows)
         splits.write(tables, splitter)
         if progress.rows == 0 or reader.schema is None:  # no rows read: no schema either
             raise IngestError(f"No rows in {', '.join(uris)}: every object is empty (header only?)")
+        if window is not None and window.counts.rows_kept == 0:
+            raise EmptyWindowError(_no_rows_message(window, uris))
         splits.finish(splitter.names if splitter else [], reader.schema)
         try:
-            ref = writer.commit(_manifest(uris, listed, spec, splitter, manifest_extra))
+            extra = {**dict(manifest_extra or {}), **({"window": window.describe()} if window else {})}
+            ref = writer.commit(_manifest(uris, listed, spec, splitter, extra))
         except SnapshotError as err:
             raise IngestError(str(err)) from err
     log.info(
@@ -117,12 +130,65 @@ def ingest_snapshot(
 
 
 @contextmanager
-def _split_errors_as_ingest_errors() -> Iterator[None]:
-    """A split that cannot apply to the data is bad ingest input: raise it as :class:`IngestError`."""
+def _stage_errors_as_ingest_errors() -> Iterator[None]:
+    """A split or window that cannot apply to the data is bad input: raise it as :class:`IngestError`."""
     try:
         yield
-    except SplitError as err:
+    except (SplitError, WindowError) as err:
         raise IngestError(str(err)) from err
+
+
+# What sources.py says when a source names no object (a missing path, an empty prefix, an unmatched
+# glob): inside a window that is an empty window, not bad input.
+_NOTHING_LISTED = ("No object matches", "Empty prefix", "Missing object")
+
+
+def _list(sources: list[Source], window: WindowFilter | None) -> list[tuple[Source, SourceObject]]:
+    """Every source's objects; with a window only those in it, or :class:`EmptyWindowError` if none is."""
+    if window is None:
+        return [(src, obj) for src in sources for obj in src.objects()]
+    listed = [(src, obj) for src in sources for obj in _objects_or_none(src)]
+    kept = [(src, obj) for src, obj in listed if window.keeps_object(obj.last_modified)]
+    if not kept:
+        raise EmptyWindowError(_no_objects_message(window, [src.uri for src in sources]))
+    return kept
+
+
+def _objects_or_none(src: Source) -> list[SourceObject]:
+    try:
+        return src.objects()
+    except IngestError as err:
+        if not str(err).startswith(_NOTHING_LISTED):
+            raise
+        log.warning("Nothing in this window from %s: %s", src.uri, err)
+        return []
+
+
+def _in_window(tables: Iterable[pa.Table], window: WindowFilter) -> Iterator[pa.Table]:
+    """The tables' rows inside the window; tables left empty are dropped."""
+    for table in tables:
+        kept = window.filter_rows(table)
+        if kept.num_rows:
+            yield kept
+
+
+def _no_objects_message(window: WindowFilter, uris: list[str]) -> str:
+    counts = window.counts
+    found = (
+        f"{counts.objects_listed} object(s) listed, all {counts.objects_skipped} modified outside it"
+        if counts.objects_listed
+        else "no object there"
+    )
+    return f"Empty window {window.interval} (by {window.by}) for {', '.join(uris)}: {found}"
+
+
+def _no_rows_message(window: WindowFilter, uris: list[str]) -> str:
+    counts = window.counts
+    return (
+        f"Empty window {window.interval} (by column {window.column!r}) for {', '.join(uris)}: none of the "
+        f"{counts.rows_read} row(s) read from {counts.objects_listed - counts.objects_skipped} object(s) is "
+        f"in it ({counts.rows_outside} outside, {counts.rows_null} with a null {window.column!r})"
+    )
 
 
 def _resolve_time_split(

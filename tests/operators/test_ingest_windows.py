@@ -103,6 +103,16 @@ def test_a_partition_window_reads_its_partition_whatever_the_mtimes(tmp_path):
     assert open_snapshot(ref).manifest["window"]["objects_skipped"] == 0
 
 
+def test_in_a_window_a_missing_key_of_several_is_left_out_but_bad_input_still_fails(tmp_path):
+    live = tmp_path / "live"
+    _land(live, "dt=2026-12-01/a.csv", sample(0, 10), T0)
+    keys = [f"{live.as_uri()}/dt=2026-12-01/{name}.csv" for name in ("a", "b")]
+    assert _ingest(tmp_path / "art", keys, window=_window(0, "partition")).rows == 10
+    (live / "dt=2026-12-01" / "empty.csv").write_bytes(b"")
+    with pytest.raises(IngestError, match=r"empty\.csv is empty \(0 bytes\)"):
+        _ingest(tmp_path / "art", f"{live.as_uri()}/dt=2026-12-01/empty.csv", window=_window(0, "partition"))
+
+
 def _events(start: int, stop: int) -> pa.Table:
     """Rows one minute apart from T0 + ``start`` minutes, every 7th time null."""
     times = [None if i % 7 == 6 else T0 + timedelta(minutes=i) for i in range(start, stop)]

@@ -1,10 +1,12 @@
 """The decision record: one document saying why a model version was, or was not, promoted.
 
-It holds the trigger cause (schedule, new data or drift, with the asset event's extra), the data
-snapshot hashes, the validation summary, both models' metrics, the gate config, every check and
-the verdict with its reasons, the approver if any, the alias changes and the previous champion.
-It is stored as JSON plus Markdown and HTML renderings among the artifacts of the challenger's
-run (``decision_record/``), and summarised in tags on the model version.
+It holds the trigger cause (schedule, manual, new data, drift or degraded performance, with the
+asset events' extra), the data snapshot hashes, the validation summary, both models' metrics,
+the gate config, every check and the verdict with its reasons, the approver if any, the alias
+changes and the previous champion. It is stored as JSON plus Markdown and HTML renderings among
+the artifacts of the challenger's run (``decision_record/``), and summarised in tags on the model
+version. The renderings put the trigger and the gate in words, with links to the reports behind
+them; text from asset events is escaped, and only known report fields become links.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import html
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops_provider.core.gate import HIGHER_IS_BETTER
 from airflow_mlops_provider.core.registry import now_iso
 
 if TYPE_CHECKING:
@@ -77,11 +82,13 @@ class DecisionRecord:
     def to_markdown(self) -> str:
         """A short summary for the HITL approval form and the MLflow UI."""
         champ = self.champion
+        cause, *events = trigger_lines(self.trigger)
         lines = [
             f"## {self.model_name} v{self.version}: **{self.verdict.upper()}** "
             f"({self.status.replace('_', ' ')})",
             "",
-            f"- Trigger: {markdown_text(_trigger_text(self.trigger))}",
+            f"- Trigger: {_markdown_line(cause)}",
+            *(f"  - {_markdown_line(line)}" for line in events),
             f"- Challenger run: `{self.source_run_id}`",
             f"- Champion at evaluation: {_champion_text(champ)}",
             f"- Evaluated on: `{_short(self.evaluation_snapshot.get('sha256'))}` split "
@@ -94,7 +101,9 @@ class DecisionRecord:
                 f"- Trained on: `{_short(self.training_snapshot['sha256'])}`{_unlabelled_text(dropped)}"
             )
         if self.validation is not None:
-            lines.append(f"- Validation: {_validation_text(self.validation)}")
+            text = _validation_text(self.validation)
+            lines.append(f"- Validation: {text if 'success' in self.validation else markdown_text(text)}")
+        lines.append(f"- Gate: {markdown_text(gate_text(self.gate))}")
         lines += ["", "| metric | challenger | champion |", "|---|---|---|"]
         lines += [f"| {n} | {_fmt(a)} | {_fmt(b)} |" for n, a, b in self.metric_rows()]
         lines += ["", "**Reasons**", ""] + [f"- {r}" for r in self.reasons]
@@ -130,7 +139,6 @@ class DecisionRecord:
         facts = [
             ("Model", f"{self.model_name} v{self.version}"),
             ("Status", self.status),
-            ("Trigger", _trigger_text(self.trigger)),
             ("Challenger run", self.source_run_id),
             ("Champion at evaluation", "none (first model)" if champ is None else f"v{champ['version']}"),
             (
@@ -141,9 +149,9 @@ class DecisionRecord:
             ("Validation", _validation_text(self.validation) if self.validation is not None else "not given"),
             ("Approval", _approval_text(self.approval) if self.approval else "not required"),
             ("Previous champion", _opt(self.previous_champion)),
-            ("Gate", json.dumps(self.gate, sort_keys=True)),
+            ("Gate", gate_text(self.gate)),
         ]
-        fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
+        fact_rows = _fact_rows(facts[:2]) + _html_trigger_row(self.trigger) + _fact_rows(facts[2:])
         reasons = "".join(f"<li>{esc(r)}</li>" for r in self.reasons)
         verdict_class = "ok" if self.verdict == "pass" else "bad"
         return (
@@ -197,10 +205,246 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN_PUNCTUATION.sub(r"\\\g<0>", " ".join(text.splitlines()))
 
 
-def _trigger_text(trigger: dict[str, Any]) -> str:
-    cause = trigger.get("cause") or "unknown"
-    extra = {k: v for k, v in trigger.items() if k != "cause"}
-    return cause if not extra else f"{cause} {json.dumps(extra, sort_keys=True, default=str)[:300]}"
+# --- the trigger and the gate in words ------------------------------------------------------------
+@dataclass(frozen=True)
+class Link:
+    """A report URI in a rendered line: a link where its scheme allows one, else code text."""
+
+    uri: str
+
+
+Line = list[str | Link]
+_MAX_LISTED = 8
+_MAX_TEXT = 120
+_HREF_SCHEMES = ("http", "https", "file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "hdfs")
+_HREF = re.compile(rf"^(?:{'|'.join(_HREF_SCHEMES)})://[^\s<>\"'`\x00-\x1f\x7f]+$", re.IGNORECASE)
+_AUTOLINK = re.compile(r"^https?://[^\s<>\"'`\x00-\x1f\x7f]+$", re.IGNORECASE)
+
+
+def trigger_lines(trigger: dict[str, Any]) -> list[Line]:
+    """The cause (``"drift"``, ``"new data + drift"``, ``"schedule"``), then one line per asset event.
+
+    Every event is summarised by its kind with its numbers and report links; an unknown kind,
+    or an ``extra`` that is not what its kind produces, falls back to a short key=value summary.
+    Text pieces are plain text (the renderers escape them); :class:`Link` pieces are URIs.
+    """
+    cause = _clip(trigger.get("cause") or "unknown").replace("_", " ").replace("+", " + ")
+    events = trigger.get("events")
+    listed = events if isinstance(events, list) else []
+    head: Line = [cause]
+    return [head] + [_event_line(e if isinstance(e, dict) else {}) for e in listed]
+
+
+def _event_line(event: dict[str, Any]) -> Line:
+    kind = str(event.get("kind") or "asset")
+    raw = event.get("extra")
+    extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    summarise = _EVENT_SUMMARIES.get(kind)
+    try:
+        line = summarise(extra) if summarise else None
+    except (TypeError, ValueError, KeyError, AttributeError):
+        line = None  # an extra of another shape (a REST caller's, say): shown as plain key=value text
+    return line if line is not None else _generic_line(kind, event, extra)
+
+
+def _generic_line(kind: str, event: dict[str, Any], extra: dict[str, Any]) -> Line:
+    asset = event.get("asset")
+    head = f"{kind.replace('_', ' ')} event" + (f" on {_clip(asset)}" if asset else "")
+    return [f"{head}: {_pairs(extra)}" if extra else head]
+
+
+def _new_data_line(extra: dict[str, Any]) -> Line | None:
+    if isinstance(extra.get("files"), list):
+        files = [str(f) for f in extra["files"]]
+        return [f"new data: {len(files)} file{'s' if len(files) != 1 else ''}: {_listing(files)}"]
+    snapshot = extra.get("snapshot")
+    if isinstance(snapshot, dict):
+        rows = snapshot.get("rows")
+        head = f"new data: snapshot {_short(snapshot.get('sha256'))}" + (
+            f" ({_count(rows)} rows)" if rows is not None else ""
+        )
+        return [f"{head}; ", Link(str(snapshot["uri"]))] if snapshot.get("uri") else [head]
+    if "payload" in extra:
+        payload = extra["payload"]
+        return [f"new data: message {_pairs(payload) if isinstance(payload, dict) else _clip(payload)}"]
+    return None
+
+
+def _drift_line(extra: dict[str, Any]) -> Line | None:
+    if "drifted_columns" not in extra and "drift" not in extra:
+        return None
+    columns = [str(c) for c in extra.get("drifted_columns") or []]
+    text = f"drift: {len(columns)} column{'s' if len(columns) != 1 else ''} drifted"
+    if extra.get("share") is not None:
+        text += f" (share {float(extra['share']):.0%})"
+    text += f": {_listing(columns)}" if columns else ""
+    if extra.get("unknown_columns"):
+        text += f"; {len(extra['unknown_columns'])} unknown"
+    if extra.get("prediction_drift"):
+        text += "; the champion's predictions drifted"
+    if extra.get("model_version"):
+        text += f"; champion v{_clip(extra['model_version'])}"
+    return [text, *_report_links(extra)]
+
+
+def _performance_line(extra: dict[str, Any]) -> Line | None:
+    value = extra.get("value")
+    if not isinstance(value, dict) or "metric" not in extra:
+        return None
+    estimated = extra.get("source") == "estimated"
+    text = (
+        f"performance: {'estimated ' if estimated else ''}{_clip(extra['metric'])} {_num(value.get('value'))}"
+    )
+    if value.get("low") is not None and value.get("high") is not None:
+        text += f" [{_num(value['low'])}, {_num(value['high'])}]"
+    if value.get("rows") is not None:
+        text += f" on {_count(value['rows'])} {'rows' if estimated else 'labelled rows'}"
+    if extra.get("reference") is not None:
+        text += f" vs the champion's {_num(extra['reference'])}"
+    if extra.get("rule"):
+        text += f" (rule {_clip(extra['rule'])})"
+    window = extra.get("window")
+    if isinstance(window, dict) and window.get("start") and window.get("end"):
+        text += f" in window {_window(window['start'], window['end'])}"
+    return [text + _performance_notes(extra), *_report_links(extra)]
+
+
+def _performance_notes(extra: dict[str, Any]) -> str:
+    notes = ""
+    if extra.get("model_version"):
+        notes += f"; champion v{_clip(extra['model_version'])}"
+    concept = extra.get("concept_drift")
+    if isinstance(concept, dict) and concept.get("suspected"):
+        notes += f"; concept drift suspected ({_clip(concept.get('reason') or 'no reason given')})"
+    label = extra.get("label_drift")
+    if isinstance(label, dict) and label.get("drift"):
+        notes += "; the labels drifted"
+    return notes
+
+
+_EVENT_SUMMARIES: dict[str, Callable[[dict[str, Any]], Line | None]] = {
+    "new_data": _new_data_line,
+    "drift": _drift_line,
+    "performance": _performance_line,
+}
+
+
+def _report_links(extra: dict[str, Any]) -> Line:
+    links: Line = []
+    for key, label in (("report_uri", "report"), ("json_uri", "JSON")):
+        if extra.get(key):
+            links += [f"; {label} " if links == [] else f", {label} ", Link(str(extra[key]))]
+    return links
+
+
+def _window(start: Any, end: Any) -> str:
+    """``2026-12-01 00:00 to 01:00 UTC`` (the end's date only when it differs)."""
+    try:
+        first, last = (datetime.fromisoformat(str(t)) for t in (start, end))
+    except ValueError:
+        return f"{_clip(start)} to {_clip(end)}"
+    first, last = (t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in (first, last))
+    end_format = "%H:%M" if first.date() == last.date() else "%Y-%m-%d %H:%M"
+    return f"{first:%Y-%m-%d %H:%M} to {last.strftime(end_format)} UTC"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _clip(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _clip(value)
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(_clip(n) for n in names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _pairs(data: dict[str, Any]) -> str:
+    """``key=value, ...`` for a few keys; nested values only by their size."""
+    items = list(data.items())
+    shown = ", ".join(f"{_clip(k)}={_scalar(v)}" for k, v in items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"({len(value)} fields)"
+    if isinstance(value, list | tuple):
+        return f"({len(value)} items)"
+    return _num(value) if isinstance(value, float) else _clip(value)
+
+
+def _clip(value: Any) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def gate_text(gate: dict[str, Any]) -> str:
+    """The gate settings in words: primary metric, thresholds, gains, regressions, approval."""
+    parts = [f"primary metric {gate.get('primary_metric') or 'the task default'}"]
+    if gate.get("thresholds"):
+        parts.append("thresholds " + ", ".join(_bound(m, b) for m, b in sorted(gate["thresholds"].items())))
+    if gate.get("min_gain"):
+        parts.append(f"min gain {_num(gate['min_gain'])}")
+    if gate.get("min_gain_relative"):
+        parts.append(f"min relative gain {float(gate['min_gain_relative']):.2%}")
+    for key, label in (
+        ("max_regression", "max regression"),
+        ("slice_max_regression", "max regression per slice"),
+    ):
+        if gate.get(key):
+            parts.append(f"{label} " + ", ".join(f"{m} {_num(b)}" for m, b in sorted(gate[key].items())))
+    parts.append("approval required" if gate.get("require_approval") else "no approval needed")
+    known = {"primary_metric", "thresholds", "min_gain", "min_gain_relative", "max_regression"}
+    known |= {"slice_max_regression", "require_approval"}
+    others = {k: v for k, v in gate.items() if k not in known}
+    return "; ".join(parts + ([_pairs(others)] if others else []))
+
+
+def _bound(metric: str, bound: Any) -> str:
+    higher = HIGHER_IS_BETTER.get(metric)
+    sign = "≥" if higher else "≤" if higher is False else "bound"
+    return f"{metric} {sign} {_num(bound)}"
+
+
+def _markdown_line(line: Line) -> str:
+    return "".join(_markdown_link(p.uri) if isinstance(p, Link) else markdown_text(p) for p in line)
+
+
+def _markdown_link(uri: str) -> str:
+    """An autolink for an http(s) URI, else a code span (which Markdown never interprets)."""
+    if _AUTOLINK.match(uri):
+        return f"<{uri}>"
+    text = " ".join(uri.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _html_line(line: Line) -> str:
+    return "".join(_html_link(p.uri) if isinstance(p, Link) else html.escape(p) for p in line)
+
+
+def _html_link(uri: str) -> str:
+    if _HREF.match(uri):
+        return f'<a href="{html.escape(uri)}">{html.escape(uri)}</a>'
+    return f"<code>{html.escape(uri)}</code>"
+
+
+def _html_trigger_row(trigger: dict[str, Any]) -> str:
+    first, *events = trigger_lines(trigger)
+    items = "".join(f"<li>{_html_line(line)}</li>" for line in events)
+    return f"<tr><th>Trigger</th><td>{_html_line(first)}{f'<ul>{items}</ul>' if items else ''}</td></tr>"
+
+
+def _fact_rows(facts: list[tuple[str, Any]]) -> str:
+    esc = html.escape
+    return "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
 
 
 def _validation_text(validation: dict[str, Any]) -> str:
@@ -208,7 +452,7 @@ def _validation_text(validation: dict[str, Any]) -> str:
         failed = validation.get("failed") or []
         ok = "passed" if validation.get("success") else "FAILED"
         return f"{ok} ({validation.get('evaluated', '?')} checks, {len(failed)} failed)"
-    return json.dumps(validation, sort_keys=True, default=str)[:300]
+    return _pairs(validation)
 
 
 def _approval_text(approval: dict[str, Any]) -> str:

@@ -9,6 +9,10 @@ class IngestError(PermanentError, ValueError):
     """Bad input (missing object, corrupt file, schema change...): retrying will not help."""
 
 
+class NothingListedError(IngestError):
+    """A source names no object: a missing path, an empty prefix, a glob that matches nothing."""
+
+
 class SourceUnreachableError(TransientError, ConnectionError):
     """The storage endpoint could not be reached after the configured attempts: retrying later may help."""
 

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mlops_provider.core.ingest.errors import EmptyWindowError, IngestError
+from airflow_mlops_provider.core.ingest.errors import EmptyWindowError, IngestError, NothingListedError
 from airflow_mlops_provider.core.ingest.formats import (
     DEFAULT_BLOCK_BYTES,
     ReadSpec,
@@ -138,11 +138,6 @@ def _stage_errors_as_ingest_errors() -> Iterator[None]:
         raise IngestError(str(err)) from err
 
 
-# What sources.py says when a source names no object (a missing path, an empty prefix, an unmatched
-# glob): inside a window that is an empty window, not bad input.
-_NOTHING_LISTED = ("No object matches", "Empty prefix", "Missing object")
-
-
 def _list(sources: list[Source], window: WindowFilter | None) -> list[tuple[Source, SourceObject]]:
     """Every source's objects; with a window only those in it, or :class:`EmptyWindowError` if none is."""
     if window is None:
@@ -155,11 +150,10 @@ def _list(sources: list[Source], window: WindowFilter | None) -> list[tuple[Sour
 
 
 def _objects_or_none(src: Source) -> list[SourceObject]:
+    """The source's objects; none when it names no object (in a window: an empty window, not bad input)."""
     try:
         return src.objects()
-    except IngestError as err:
-        if not str(err).startswith(_NOTHING_LISTED):
-            raise
+    except NothingListedError as err:
         log.warning("Nothing in this window from %s: %s", src.uri, err)
         return []
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from fsspec.core import url_to_fs
 
-from airflow_mlops_provider.core.ingest.errors import IngestError, SourceUnreachableError
+from airflow_mlops_provider.core.ingest.errors import IngestError, NothingListedError, SourceUnreachableError
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -118,7 +118,9 @@ class S3Source(Source):
             prefix = pattern[: min(pattern.find(ch) for ch in GLOB_CHARS if ch in pattern)]
             found = [o for o in self._list(prefix) if fnmatch.fnmatchcase(o.key, pattern)]
             if not found:
-                raise IngestError(f"No object matches {self.uri} (listed prefix s3://{self.bucket}/{prefix})")
+                raise NothingListedError(
+                    f"No object matches {self.uri} (listed prefix s3://{self.bucket}/{prefix})"
+                )
             return found
         if pattern and not pattern.endswith("/"):
             single = self._head(pattern)
@@ -128,11 +130,11 @@ class S3Source(Source):
                 return [single]
             found = self._list(pattern + "/")
             if not found:
-                raise IngestError(f"Missing object: {self.uri} does not exist (and is no prefix either)")
+                raise NothingListedError(f"Missing object: {self.uri} does not exist (nor is it a prefix)")
             return found
         found = self._list(pattern)
         if not found:
-            raise IngestError(f"Empty prefix: no objects under {self.uri}")
+            raise NothingListedError(f"Empty prefix: no objects under {self.uri}")
         return found
 
     def open_stream(self, obj: SourceObject) -> BinaryIO:
@@ -271,15 +273,15 @@ class FsspecSource(Source):
         if any(ch in path for ch in GLOB_CHARS):
             paths = with_retries(lambda: fs.glob(path), f"list {self.uri}", self.retry)
             if not paths:
-                raise IngestError(f"No object matches {self.uri}")
+                raise NothingListedError(f"No object matches {self.uri}")
         elif with_retries(lambda: fs.isdir(path), f"list {self.uri}", self.retry):
             paths = fs.find(path)
             if not paths:
-                raise IngestError(f"Empty prefix: no objects under {self.uri}")
+                raise NothingListedError(f"Empty prefix: no objects under {self.uri}")
         elif fs.exists(path):
             paths = [path]
         else:
-            raise IngestError(f"Missing object: {self.uri} does not exist")
+            raise NothingListedError(f"Missing object: {self.uri} does not exist")
         out = []
         for p in sorted(paths):
             info = fs.info(p)
@@ -299,7 +301,7 @@ class FsspecSource(Source):
                 )
             )
         if not out:
-            raise IngestError(f"Empty prefix: no non-empty objects under {self.uri}")
+            raise NothingListedError(f"Empty prefix: no non-empty objects under {self.uri}")
         return out
 
     def open_stream(self, obj: SourceObject) -> BinaryIO:

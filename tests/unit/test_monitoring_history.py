@@ -12,7 +12,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from airflow_mlops_provider.core.monitoring import history
 from airflow_mlops_provider.core.monitoring.history import (
     HistoryError,
     WindowStore,
@@ -163,14 +162,6 @@ def test_read_series_unifies_differing_columns_and_keeps_the_last(store: WindowS
     last_two = store.read_series(last=2)
     assert [r["window_start"] for r in last_two.to_pylist()] == [window(2).start, window(3).start]
     assert "realized_f1" not in last_two.column_names  # only the files asked for were read
-
-
-def test_the_module_level_series_functions_use_the_same_files(store: WindowStore, tmp_path: Path) -> None:
-    root = Location(tmp_path.as_uri())
-    history.write_series_row(root, "churn", record(0))
-    store.write_series_row(record(1))
-    assert history.read_series(root, "churn", last=5).equals(store.read_series(last=5))
-    assert history.read_series(root, "churn").num_rows == 2
 
 
 def test_a_window_without_a_model_version_is_not_logged(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ Everything lives under ``<artifact_root>/<pipeline>/monitoring/``:
 
 Listing reads one folder level, so the cost grows with the number of windows, never with their
 data; reading the series reads only the files asked for. :func:`log_window_to_mlflow` adds each
-window as one step of one MLflow run per champion version. The trend report is :mod:`.trend`
-(:func:`render_trend` and :func:`write_trend` are importable from here too).
+window as one step of one MLflow run per champion version. The trend report is :mod:`.trend`.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops_provider.core.errors import PermanentError
-from airflow_mlops_provider.core.monitoring.trend import render_trend as render_trend
-from airflow_mlops_provider.core.monitoring.trend import write_trend as write_trend
 from airflow_mlops_provider.core.monitoring.types import Window
 from airflow_mlops_provider.core.names import (
     TAG_LAST_PERFORMANCE,
@@ -145,16 +142,6 @@ class WindowStore:
             if base.endswith(suffix) and _KEY.match(base[: len(base) - len(suffix)]):
                 out.append(Window.from_key(base[: len(base) - len(suffix)]))
         return out
-
-
-def write_series_row(root: Location, pipeline: str, record: dict[str, Any]) -> str:
-    """:meth:`WindowStore.write_series_row` of ``pipeline`` under ``root``."""
-    return WindowStore(root, pipeline).write_series_row(record)
-
-
-def read_series(root: Location, pipeline: str, last: int = 100) -> pa.Table:
-    """:meth:`WindowStore.read_series` of ``pipeline`` under ``root``."""
-    return WindowStore(root, pipeline).read_series(last)
 
 
 _KEY = re.compile(r"^\d{8}T\d{6}Z--\d{8}T\d{6}Z$")

@@ -73,21 +73,48 @@ def batch(name: str, index: int, batches: int) -> pd.DataFrame:
     return frame.iloc[index::batches].sort_values("id").reset_index(drop=True)
 
 
-def live_window(name: str, rows: int = 200, drift: float = 0.0, seed: int = 0) -> pd.DataFrame:
-    """A window of unlabelled live rows; ``drift`` shifts numeric features by that many std devs."""
+def live_window(
+    name: str, rows: int = 200, drift: float = 0.0, seed: int = 0, *, labelled: bool = False
+) -> pd.DataFrame:
+    """A window of live rows; ``drift`` shifts numeric features by that many std devs.
+
+    Unlabelled unless ``labelled``: then the target stays, to be cut off as the labels that
+    arrive later (see :func:`labels_of`).
+    """
     import numpy as np
 
     frame = load(name)
     spec = _spec(name)
-    window = frame.sample(n=rows, replace=rows > len(frame), random_state=seed).drop(columns=[spec["target"]])
+    window = frame.sample(n=rows, replace=rows > len(frame), random_state=seed)
+    if not labelled:
+        window = window.drop(columns=[spec["target"]])
     window["id"] = np.arange(len(frame), len(frame) + rows) + seed * rows
     if drift:
         rng = np.random.default_rng(seed)
-        for column in _numeric_features(window):
+        for column in _numeric_features(window.drop(columns=[spec["target"]], errors="ignore")):
             std = float(frame[column].std()) or 1.0
             noise = rng.normal(0.0, 0.1 * std, size=len(window))
             window[column] = window[column] + drift * std + noise
     return window.reset_index(drop=True)
+
+
+def labels_of(name: str, window: pd.DataFrame, flip: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """The ``id`` and target columns of a labelled window: the ground truth that arrives later.
+
+    ``flip`` gives that share of rows another class (a classifier's concept shift: the inputs
+    stay, their labels change).
+    """
+    import numpy as np
+
+    target = _spec(name)["target"]
+    labels = window[["id", target]].copy()
+    if flip:
+        rng = np.random.default_rng(seed)
+        classes = sorted(labels[target].unique())
+        chosen = rng.random(len(labels)) < flip
+        shifted = [classes[(classes.index(v) + 1) % len(classes)] for v in labels.loc[chosen, target]]
+        labels.loc[chosen, target] = shifted
+    return labels.reset_index(drop=True)
 
 
 def drifted_batch(name: str, drift: float = 1.5, seed: int = 1) -> pd.DataFrame:

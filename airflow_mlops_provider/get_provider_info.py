@@ -102,6 +102,7 @@ OPERATOR_MODULES: tuple[str, ...] = (
     "validate",
     "score",
     "drift",
+    "performance",
     "train",
     "evaluate",
     "promote",

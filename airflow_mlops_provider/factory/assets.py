@@ -48,6 +48,12 @@ def drift_asset(config: PipelinePlan) -> Asset:
     return _asset(config, "drift", {"live_source": live})
 
 
+def performance_asset(config: PipelinePlan) -> Asset:
+    """The champion's measured (or estimated) performance degraded; the extra holds numbers and rule."""
+    live = config.monitoring.source.base_uri if config.monitoring else None
+    return _asset(config, "performance", {"live_source": live})
+
+
 def snapshot_asset(config: PipelinePlan) -> Asset:
     """A training snapshot was ingested; the event's extra holds its reference (uri, sha256, rows)."""
     return _asset(config, "training_snapshot", {"artifact_root": config.artifact_root})

@@ -4,14 +4,16 @@ The builder only wires operators (DESIGN.md: ``factory/`` never holds ML logic).
 here runs at parse time in the dag-processor, so it imports only the stdlib, pydantic,
 ``airflow.sdk`` and the provider's thin operator modules.
 
-retrain_<name>  (cron OR new-data asset OR drift asset; one run at a time)::
+retrain_<name>  (cron OR new-data, drift or performance asset; one run at a time)::
 
     record_trigger_cause ─► ingest ─► check_unchanged ─► validate ─► train[grid] ─► select_best
                                                    ─► evaluate ─► gate ─► [approve] ─► promote
 
-monitor_<name>  (cron)::
+monitor_<name>  (cron; each run reads the live rows of its data interval)::
 
     require_champion ─► ingest_live ─► score ─► detect_drift (emits the drift asset on drift)
+                    └─► ingest_labels ─────────► measure_performance (emits the performance asset
+                                                 when the champion degraded)
 
 rollback_<name>  (manual, with a ``reason`` param)::
 
@@ -26,8 +28,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from airflow_mlops_provider.factory import docs, env
-from airflow_mlops_provider.factory.assets import champion_asset, drift_asset, new_data_asset, snapshot_asset
-from airflow_mlops_provider.factory.plan import PipelinePlan, SourcePlan
+from airflow_mlops_provider.factory.assets import (
+    champion_asset,
+    drift_asset,
+    new_data_asset,
+    performance_asset,
+    snapshot_asset,
+)
+from airflow_mlops_provider.factory.plan import PipelinePlan, SourcePlan, WindowPlan
 from airflow_mlops_provider.notifications.pipeline import notifier
 from airflow_mlops_provider.operators.champion import CheckChampionOperator
 from airflow_mlops_provider.operators.trigger import RecordTriggerCauseOperator
@@ -57,6 +65,8 @@ def retrain_schedule(config: PipelinePlan) -> Any:
         assets.append(new_data_asset(config))
     if triggers.drift:
         assets.append(drift_asset(config))
+    if triggers.performance:
+        assets.append(performance_asset(config))
     timetable = _cron(triggers.schedule) if triggers.schedule else None
     condition: BaseAsset | None = None
     if assets:
@@ -100,10 +110,12 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         params={},
     )
     with dag:
+        watched = {"new_data": new_data_asset(config), "drift": drift_asset(config)}
+        watched["performance"] = performance_asset(config)
         cause = RecordTriggerCauseOperator(
             task_id="record_trigger_cause",
-            asset_kinds={new_data_asset(config).name: "new_data", drift_asset(config).name: "drift"},
-            inlets=[new_data_asset(config), drift_asset(config)],
+            asset_kinds={asset.name: kind for kind, asset in watched.items()},
+            inlets=list(watched.values()),
             doc_md=docs.TASKS["record_trigger_cause"],
         )
         ingest = IngestSnapshotOperator(
@@ -245,16 +257,18 @@ def training_jobs(config: PipelinePlan) -> list[dict[str, Any]]:
 
 def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.drift import DetectDriftOperator
-    from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
     from airflow_mlops_provider.operators.score import ScoreBatchOperator
 
     monitoring = config.monitoring
     assert monitoring is not None
     common = _common(config)
     live = monitoring.source
+    length = timedelta(seconds=monitoring.window.length)
     dag = DAG(
         dag_id=f"monitor_{config.name}",
-        schedule=_cron(monitoring.schedule) if monitoring.schedule else None,
+        # each run stands for the window [run time - length, run time); a manual run for the
+        # length up to the moment it was triggered
+        schedule=_cron(monitoring.schedule, interval=length) if monitoring.schedule else None,
         max_active_runs=1,
         auto_register=False,  # a DAG whose build fails half-way must not be picked up
         catchup=False,
@@ -273,17 +287,8 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             mlflow_conn_id=config.mlflow_conn_id,
             doc_md=docs.TASKS["require_champion"],
         )
-        ingest = IngestSnapshotOperator(
-            task_id="ingest_live",
-            source=live.resolved,
-            format=live.format,
-            csv_options=_csv_options(live),
-            split=None,
-            chunk_rows=config.data.chunk_rows,
-            aws_conn_id=live.aws_conn_id or config.aws_conn_id,
-            doc_md=docs.TASKS["ingest_live"],
-            **common,
-        )
+        ingest = _window_ingest(config, "ingest_live", live, monitoring.windowed_source, monitoring.window)
+        labels = monitoring.labels
         score = None
         if monitoring.score:
             score = ScoreBatchOperator(
@@ -291,6 +296,7 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
                 snapshot=ingest.output,
                 model_name=config.registered_model_name,
                 alias="champion",
+                keep_columns=[labels.id_column] if labels is not None else [],
                 mlflow_conn_id=config.mlflow_conn_id,
                 aws_conn_id=config.aws_conn_id,
                 doc_md=docs.TASKS["score"],
@@ -312,7 +318,72 @@ def build_monitor_dag(config: PipelinePlan, source: str | None = None) -> DAG:
         guard >> ingest >> drift
         if score is not None:
             ingest >> score >> drift
+        if monitoring.performance is not None:
+            _performance(config, guard, [t for t in (score, drift) if t is not None])
     return dag
+
+
+def _window_ingest(
+    config: PipelinePlan, task_id: str, source: SourcePlan, read: Any, window: WindowPlan
+) -> Any:
+    """An ingest of the rows of the run's window (an empty window skips downstream with the reason)."""
+    from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+
+    return IngestSnapshotOperator(
+        task_id=task_id,
+        source=read,
+        format=source.format,
+        csv_options=_csv_options(source),
+        split=None,
+        window={
+            "by": window.by,
+            "column": window.column,
+            "start": "{{ data_interval_start }}",
+            "end": "{{ data_interval_end }}",
+        },
+        empty="skip",
+        chunk_rows=config.data.chunk_rows,
+        aws_conn_id=source.aws_conn_id or config.aws_conn_id,
+        doc_md=docs.TASKS[task_id],
+        **_common(config),
+    )
+
+
+def _performance(config: PipelinePlan, guard: Any, upstream: list[Any]) -> None:
+    """``ingest_labels`` (with labels) and ``measure_performance``, which runs when any input exists."""
+    from airflow_mlops_provider.operators.performance import MeasurePerformanceOperator
+
+    monitoring = config.monitoring
+    assert monitoring is not None and monitoring.performance is not None
+    labels = monitoring.labels
+    label_args: dict[str, Any] = {}
+    if labels is not None:
+        ingest_labels = _window_ingest(
+            config, "ingest_labels", labels.source, labels.windowed_source, labels.window
+        )
+        guard >> ingest_labels
+        upstream = [*upstream, ingest_labels]
+        label_args = dict(
+            labels_task_id="ingest_labels",
+            id_column=labels.id_column,
+            target=labels.target,
+            max_delay=labels.max_delay,
+        )
+    measure = MeasurePerformanceOperator(
+        task_id="measure_performance",
+        model_name=config.registered_model_name,
+        task=config.training.job["task"],
+        performance=monitoring.performance,
+        score_task_id="score" if monitoring.score else None,
+        mlflow_conn_id=config.mlflow_conn_id,
+        aws_conn_id=config.aws_conn_id,
+        trigger_rule="none_failed_min_one_success",  # an empty live window still joins late labels
+        outlets=[performance_asset(config)],
+        doc_md=docs.TASKS["measure_performance"],
+        **label_args,
+        **_common(config),
+    )
+    upstream >> measure
 
 
 def build_rollback_dag(config: PipelinePlan, source: str | None = None) -> DAG:
@@ -354,8 +425,8 @@ def _csv_options(source: SourcePlan) -> dict[str, Any] | None:
     return None if markers is None else {"null_values": list(markers)}
 
 
-def _cron(expression: str) -> CronTriggerTimetable:
-    return CronTriggerTimetable(expression, timezone="UTC")
+def _cron(expression: str, interval: timedelta = timedelta()) -> CronTriggerTimetable:
+    return CronTriggerTimetable(expression, timezone="UTC", interval=interval)
 
 
 def _shown(config: PipelinePlan, text: str) -> str:

@@ -932,7 +932,8 @@ def _monitoring_plan(plan: dict[str, Any], monitoring: Monitoring, config: Pipel
     performance = dict(monitoring.performance)
     performance.setdefault("metric", config.primary_metric)
     performance.setdefault("metrics", config.evaluation.metrics)
-    plan["performance"] = performance
+    measured = monitoring.labels is not None or bool(monitoring.performance)
+    plan["performance"] = performance if measured else None
     labels = monitoring.labels
     if labels is not None:
         _source_plan(plan["labels"]["source"], labels.source)
@@ -961,8 +962,9 @@ def cron_period(expression: str) -> float:
 
     from croniter import croniter
 
-    times = croniter(expression, datetime(2025, 1, 6)).all_next(datetime)  # a Monday, 00:00
-    first, second = next(times), next(times)
+    times = croniter(expression, datetime(2025, 1, 6))  # a Monday, 00:00
+    first: datetime = times.get_next(datetime)
+    second: datetime = times.get_next(datetime)
     return (second - first).total_seconds()
 
 

@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from airflow_mlops_provider.factory.plan import PipelinePlan
 
 TASKS: dict[str, str] = {
-    "record_trigger_cause": "Records why this run started (schedule, new data, drift or manual) and "
+    "record_trigger_cause": "Records why this run started (schedule, new data, drift, performance or "
+    "manual) and "
     "the asset events behind it. The gate copies it into the decision record.",
     "ingest": "Reads the pipeline's data source into an immutable, content-addressed snapshot "
     "(Parquet + manifest under the artifact root), split into train/validation/test. "
@@ -29,8 +30,14 @@ TASKS: dict[str, str] = {
     "promote": "Moves the `champion` alias to the approved version (the old one becomes "
     "`previous_champion`) when the gate passed.",
     "require_champion": "Skips the monitoring run while the model has no champion yet.",
-    "ingest_live": "Reads the live window into a snapshot.",
+    "ingest_live": "Reads the live rows of this run's window (its data interval) into a snapshot; "
+    "an empty window skips the run's scoring and drift with the reason.",
     "score": "Scores the live window with the champion (predictions snapshot).",
+    "ingest_labels": "Reads the delayed labels that arrived in this run's interval into a snapshot.",
+    "measure_performance": "Joins labels to the predictions of the windows they belong to, measures "
+    "realized performance with bootstrap intervals, estimates it where labels are missing, and "
+    "judges it against the champion's decision record; when the champion degraded it emits the "
+    "pipeline's performance asset. The trend report is linked on the task.",
     "detect_drift": "Compares the live window with the champion's training snapshot; on drift it emits "
     "the pipeline's drift asset, which triggers `retrain_<name>`.",
     "rollback": "Restores the `previous_champion` version as `champion`, with the reason recorded.",
@@ -62,6 +69,10 @@ def retrain_dag(config: PipelinePlan, source: str | None) -> str:
         )
     if t.drift:
         causes.append(f"drift found by `monitor_{config.name}`: asset `mlops.{config.name}.drift`")
+    if t.performance:
+        causes.append(
+            f"degraded performance found by `monitor_{config.name}`: asset `mlops.{config.name}.performance`"
+        )
     training = config.training
     job = training.job
     points = len(training.grid_points)
@@ -92,11 +103,23 @@ def monitor_dag(config: PipelinePlan, source: str | None) -> str:
     lines = _header(config, f"Monitor {config.registered_model_name}", source)
     lines += [
         f"* **schedule**: `{m.schedule}` (UTC)" if m.schedule else "* **schedule**: manual",
-        f"* **live data**: `{m.source.resolved}`",
+        f"* **live data**: `{m.windowed_source}`, window by {m.window.by} "
+        f"({int(m.window.length)} s per run's data interval)",
         f"* **drift settings**: `{json.dumps(m.drift, sort_keys=True) if m.drift else 'defaults'}`",
         f"* **on drift**: emits `mlops.{config.name}.drift`"
         + (f", which triggers `retrain_{config.name}`" if config.triggers.drift else ""),
     ]
+    if m.labels is not None:
+        lines.append(
+            f"* **labels**: `{m.labels.windowed_source}` joined on `{m.labels.id_column}` "
+            f"(target `{m.labels.target}`, up to {int(m.labels.max_delay)} s late)"
+        )
+    if m.performance is not None:
+        lines.append(
+            f"* **performance rule**: `{json.dumps(m.performance, sort_keys=True)}`; on degradation emits "
+            f"`mlops.{config.name}.performance`"
+            + (f", which triggers `retrain_{config.name}`" if config.triggers.performance else "")
+        )
     return "\n".join(lines)
 
 

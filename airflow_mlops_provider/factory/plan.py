@@ -195,7 +195,7 @@ class MonitoringPlan(Section):
     window: WindowPlan
     drift: dict[str, Any]
     labels: LabelsPlan | None
-    performance: dict[str, Any]  # PerformanceConfig fields, metric and metrics resolved
+    performance: dict[str, Any] | None  # PerformanceConfig fields (metric resolved); None: not measured
     timeout: float
 
 

@@ -265,3 +265,93 @@ def test_unlabelled_rows_are_dropped_and_counted_or_stop_the_run_in_validation(f
     )
     (check,) = [c for c in report["checks"] if c.get("role") == "target" and not c["success"]]
     assert f"target column {target!r}: {unlabelled} of 442 rows have no label" in check["note"]
+
+
+def test_performance_loop_windows_late_labels_and_a_retrain_that_names_the_drop(
+    factory, dags, tmp_path: Path
+):
+    """Monitoring reads only its window; labels two windows late land in the right window; a drop fires
+    the performance trigger (input drift alone does not) and the retrain's decision record names it."""
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_mlops_provider.core.decision_record import load_record
+    from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+    write, load = factory
+    data, root = tmp_path / "data", tmp_path / "artifacts"
+    name, hour = "perf", "hour={{ data_interval_start.strftime('%Y%m%dT%H') }}/"
+    config = _pipeline(name, "cancer", data, root)
+    config["training"]["hyperparameters"]["epochs"] = 8
+    config["monitoring"].update(
+        window={"by": "partition", "partition": hour},
+        labels={
+            "source": {"uri": (data / "labels").as_uri() + "/", "glob": "*.csv"},
+            "window": {"by": "partition", "partition": hour},
+            "max_delay": "3h",
+        },
+        performance={"metric": "accuracy", "min_labels": 50, "resamples": 100},
+    )
+    config["triggers"] = {"performance": True}
+    write(config)
+    datasets.write(datasets.batch("cancer", 0, 2), data / "train", "batch-000")
+    run = load(f"retrain_{name}").test()
+    assert run.state == "success", dags.task_states(run)
+
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    ends = [start + timedelta(hours=i + 1) for i in range(3)]
+    part = [f"hour={(end - timedelta(hours=1)):%Y%m%dT%H}" for end in ends]
+    target = datasets.target_of("cancer")
+
+    def monitor(end: datetime) -> tuple[Any, dict[str, str]]:
+        run = load(f"monitor_{name}").test(logical_date=end)
+        return run, dags.task_states(run)
+
+    # window 1: live rows (their labels come two windows later); nothing to judge yet but the estimate
+    first = datasets.live_window("cancer", rows=200, seed=11, labelled=True)
+    datasets.write(first.drop(columns=[target]), data / "live" / part[0], "live")
+    datasets.write(
+        datasets.live_window("cancer", rows=50, seed=12), data / "live" / "hour=20261129T00", "old"
+    )
+    run, states = monitor(ends[0])
+    assert states["ingest_live"] == "success" and states["measure_performance"] == "skipped", states
+    assert dags.xcom(run, "ingest_live")["rows"] == 200  # the older partition is not read
+    summary = dags.xcom(run, "measure_performance")
+    assert (
+        summary["estimated"]["accuracy"]["value"] > 0.6 and summary["windows"][0]["labels"]["labelled"] == 0
+    )
+
+    # window 2: input drift (benign rows only) with their true labels: drift fires, performance does not
+    benign = datasets.live_window("cancer", rows=400, seed=21, labelled=True)
+    benign = benign[benign[target] == "benign"]
+    datasets.write(benign.drop(columns=[target]), data / "live" / part[1], "live")
+    datasets.write(datasets.labels_of("cancer", benign), data / "labels" / part[1], "labels")
+    run, states = monitor(ends[1])
+    assert states["detect_drift"] == "success" and states["measure_performance"] == "skipped", states
+    judged = {w["window"]["start"]: w for w in dags.xcom(run, "measure_performance")["windows"]}
+    assert judged[ends[0].isoformat()]["status"] == "ok"
+    assert judged[start.isoformat()]["labels"]["labelled"] == 0  # window 1's labels are not here yet
+
+    # window 3: no live rows (skipped, not failed); window 1's labels arrive, 45% of them changed
+    datasets.write(
+        datasets.labels_of("cancer", first, flip=0.45, seed=3), data / "labels" / part[2], "labels"
+    )
+    run, states = monitor(ends[2])
+    assert states["ingest_live"] == "skipped" and states["score"] == "skipped", states
+    assert states["measure_performance"] == "success", states
+    fired = dags.xcom(run, "measure_performance")["fired"]
+    assert fired["window"]["start"] == start.isoformat() and fired["labelled"] == 200
+    assert fired["metric"] == "accuracy" and fired["value"]["high"] < fired["reference"]
+    assert fired["concept_drift"]["suspected"] is True
+
+    # the performance event starts a retrain (new labelled data is there too) whose record names it
+    datasets.write(datasets.batch("cancer", 1, 2), data / "train", "batch-001")
+    run = run_asset_triggered(load(f"retrain_{name}"), [f"mlops.{name}.performance"])
+    assert run.state == "success", dags.task_states(run)
+    cause = dags.xcom(run, "record_trigger_cause")
+    assert cause["cause"] == "performance"
+    assert cause["events"][0]["extra"]["window"] == fired["window"]
+    decision = dags.xcom(run, "gate")
+    record = load_record(MlflowHook().client, decision["run_artifact_uri"], name)
+    assert record.trigger["cause"] == "performance"
+    markdown = record.to_markdown()
+    assert "accuracy" in markdown and "2026" in markdown

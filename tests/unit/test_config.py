@@ -152,6 +152,22 @@ def test_missing_fields_and_wrong_types_name_the_path(tmp_path: Path):
         ({"gate": {"max_regression": {"accuracy": -1}}}, "gate.max_regression", "must be >= 0"),
         ({"monitoring": {"source": {"uri": "file:///l/"}, "drift": {"alpha": 2}}}, "monitoring.drift.alpha",
          "less than 1"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "window": {"by": "partition"}}},
+         "monitoring.window", "a partition window needs 'partition'"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "window": {"by": "column"}}},
+         "monitoring.window", "a column window needs 'column'"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "performance": {"rule": "floor"}}},
+         "monitoring.performance", "rule 'floor' needs 'floor'"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "performance": {"min_label": 5}}},
+         "monitoring.performance.min_label", "did you mean 'min_labels'?"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "performance": {"metric": "rmse"}}}, "",
+         "monitoring.performance metric(s) ['rmse'] are not computed for a classification task"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}}, "triggers": {"performance": True}}, "",
+         "triggers.performance needs monitoring.labels"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "score": False, "performance": {"min_labels": 5}}},
+         "", "monitoring.performance needs monitoring.score: true"),
+        ({"monitoring": {"source": {"uri": "file:///l/"}, "labels": {"source": {"uri": "file:///y/"},
+          "max_delay": "soon"}}}, "monitoring.labels.max_delay", "expected a duration"),
     ],
 )  # fmt: skip
 def test_field_errors(tmp_path: Path, changes: dict, path: str, expected: str):
@@ -239,3 +255,30 @@ def test_null_markers_of_each_source_reach_its_ingest_task():
     dags = build_pipeline(config)
     assert dags["retrain_churn"].get_task("ingest").csv_options == {"null_values": ["", "-"]}
     assert dags["monitor_churn"].get_task("ingest_live").csv_options is None  # the reader's default markers
+
+
+def test_monitoring_windows_labels_and_performance_are_resolved_in_the_plan():
+    config = parse_pipeline(
+        _with(
+            monitoring={
+                "schedule": "0 */2 * * *",
+                "source": {"uri": "s3://live/churn/", "glob": "*.parquet"},
+                "window": {"by": "partition", "partition": "dt={{ ds }}/"},
+                "labels": {"source": {"bucket": "labels", "prefix": "churn/"}, "id_column": "customer"},
+            },
+            triggers={"performance": True},
+        )
+    )
+    monitoring = config.plan().monitoring
+    assert monitoring is not None and monitoring.labels is not None
+    assert monitoring.window.length == 7200  # the schedule's period
+    assert monitoring.windowed_source == "s3://live/churn/dt={{ ds }}/*.parquet"
+    assert monitoring.labels.windowed_source == "s3://labels/churn/"  # by mtime: the source itself
+    assert (monitoring.labels.target, monitoring.labels.id_column) == ("churned", "customer")
+    assert monitoring.performance == {"metric": "roc_auc", "metrics": None}  # defaults, metric resolved
+    assert config.plan().triggers.performance is True
+    plain = parse_pipeline(
+        _with(monitoring={"source": {"uri": "s3://live/churn/"}, "window": {"length": "30m"}})
+    )
+    assert plain.plan().monitoring.performance is None  # no labels, no settings: not measured
+    assert plain.plan().monitoring.window.length == 1800

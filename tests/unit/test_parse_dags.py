@@ -69,7 +69,7 @@ def test_retrain_dag_without_grid_trains_once(bag):
     assert ("train", "evaluate") in _edges(dag)
 
 
-def test_retrain_schedule_is_cron_or_new_data_or_drift(bag):
+def test_retrain_schedule_is_cron_or_new_data_or_drift_or_performance(bag):
     from airflow.sdk import AssetAny, AssetOrTimeSchedule
 
     timetable = bag.dags["retrain_cancer"].timetable
@@ -77,7 +77,7 @@ def test_retrain_schedule_is_cron_or_new_data_or_drift(bag):
     assert timetable.timetable.expression == "0 3 * * 1"
     assert isinstance(timetable.asset_condition, AssetAny)
     names = {a.name for a in timetable.asset_condition.objects}
-    assert names == {"mlops.cancer.new_data", "mlops.cancer.drift"}
+    assert names == {"mlops.cancer.new_data", "mlops.cancer.drift", "mlops.cancer.performance"}
     diabetes = bag.dags["retrain_diabetes"].timetable  # cron + drift only
     assert diabetes.asset_condition.name == "mlops.diabetes.drift"
 
@@ -92,6 +92,36 @@ def test_monitor_dag_emits_the_drift_asset_retrain_listens_to(bag):
     (outlet,) = dag.get_task("detect_drift").outlets
     assert outlet.name == "mlops.cancer.drift"
     assert dag.timetable.expression == "0 * * * *"
+
+
+def test_monitor_runs_read_their_window_and_measure_performance_from_late_labels(bag):
+    from airflow.task.trigger_rule import TriggerRule
+
+    dag = bag.dags["monitor_cancer"]
+    assert dag.timetable.interval == timedelta(hours=1)  # a run stands for the hour before it
+    for task_id in ("ingest_live", "ingest_labels"):
+        ingest = dag.get_task(task_id)
+        assert ingest.empty == "skip"
+        assert ingest.window == {
+            "by": "mtime",
+            "column": None,
+            "start": "{{ data_interval_start }}",
+            "end": "{{ data_interval_end }}",
+        }
+    assert dag.get_task("ingest_labels").source.endswith("/cancer/labels/*.csv")
+    assert dag.get_task("score").keep_columns == ["id"]
+    measure = dag.get_task("measure_performance")
+    assert measure.upstream_task_ids == {"score", "detect_drift", "ingest_labels"}
+    assert measure.trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+    assert (measure.id_column, measure.target, measure.max_delay) == ("id", "diagnosis", 3 * 86400)
+    assert measure.performance["metric"] == "accuracy" and measure.performance["rule"] == "significant"
+    (outlet,) = measure.outlets
+    assert outlet.name == "mlops.cancer.performance"
+    kinds = bag.dags["retrain_cancer"].get_task("record_trigger_cause").asset_kinds
+    assert kinds["mlops.cancer.performance"] == "performance"
+    diabetes = bag.dags["monitor_diabetes"]  # no labels, no performance settings: drift only
+    assert "measure_performance" not in diabetes.task_ids
+    assert diabetes.timetable.interval == timedelta(hours=6)  # the schedule's period
 
 
 def test_dags_and_tasks_explain_themselves(bag):

@@ -7,11 +7,16 @@ table, bundled with scikit-learn, nothing downloaded):
    first champion;
 2. a second batch lands and posts the pipeline's new-data asset event; the asset-triggered
    retrain trains on both batches and the gate decides against the champion;
-3. a live window whose features moved lands; ``monitor_cancer`` scores it with the champion,
-   finds drift and emits the drift asset event;
-4. that event triggers ``retrain_cancer`` again (labelled rows from the new distribution have
-   landed meanwhile); the run records ``drift`` as its cause in the decision record;
-5. nothing new: the retrain skips training and promotion, and says why.
+3. a live window whose features moved lands; ``monitor_cancer`` reads that hour's window, scores
+   it with the champion, estimates its accuracy before any label exists, finds drift and emits
+   the drift asset event;
+4. an hour later the confirmed diagnoses of that window arrive: the next monitoring run has no
+   live rows of its own (an empty window, skipped), joins the labels to the earlier window,
+   measures the champion's accuracy there with a bootstrap interval, finds it significantly
+   below the accuracy it was promoted on, and emits the performance asset event;
+5. both events trigger ``retrain_cancer`` (labelled rows from the new distribution have landed
+   meanwhile); the decision record names both causes with their numbers;
+6. nothing new: the retrain skips training and promotion, and says why.
 
 Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
 wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
@@ -31,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ DEMO = Path(os.environ.get("MLOPS_DEMO_DIR") or REPO / ".demo").resolve()
 PIPELINE = "cancer"
 NEW_DATA = f"mlops.{PIPELINE}.new_data"
 DRIFT = f"mlops.{PIPELINE}.drift"
+PERFORMANCE = f"mlops.{PIPELINE}.performance"
+STEPS = 6
 # Set in the child process that runs the loop (see ``watch``).
 CHILD = "MLOPS_DEMO_CHILD"
 # An error or critical record as Airflow's structlog and Python's logging print it.
@@ -159,11 +167,15 @@ class Demo:
         self.summarise_retrain(run)
 
         self.step(3, "a drifted live window lands; monitoring scores it and looks for drift")
-        window = self.datasets.live_window(PIPELINE, rows=200, drift=1.0, seed=3)
-        live = self.datasets.write(window, self.data / "live", "window-003")
+        window = self.datasets.live_window(PIPELINE, rows=200, drift=1.0, seed=3, labelled=True)
+        target = self.datasets.target_of(PIPELINE)
+        live = self.datasets.write(window.drop(columns=[target]), self.data / "live", "window-003")
         print(f"  live window: {live} (200 rows, numeric features shifted by 1 std)")
-        run = self.monitor.test()
-        self.expect(run, "success")
+        first = self.monitor.test()
+        self.expect(first, "success")
+        run = first
+        estimated = (self.xcom(run, "measure_performance") or {}).get("estimated") or {}
+        print(f"  estimated before any label (CBPE): {_intervals(estimated)}")
         drift = self.xcom(run, "detect_drift") or {}
         events = self._events(DRIFT)
         columns = drift.get("drifted_columns") or []
@@ -174,14 +186,25 @@ class Demo:
         if not drift.get("drift") or not events:
             raise StepFailed("monitoring found no drift in a window shifted by 1 std")
 
-        self.step(4, "the drift event triggers a retrain on labelled rows from the new distribution")
+        self.step(4, "an hour later the window's diagnoses arrive; monitoring measures the accuracy")
+        labels = self.datasets.write(
+            self.datasets.labels_of(PIPELINE, window), self.data / "labels", "labels-003"
+        )
+        print(f"  labels: {labels} (id, {target}) for the 200 rows of step 3")
+        run = self.monitor.test(logical_date=first.data_interval_end + timedelta(hours=1))
+        self.expect(run, "success")
+        states = self.states(run)
+        print(f"  this hour's own window: ingest_live {states.get('ingest_live')} (no live rows in it)")
+        self.summarise_performance(run, estimated)
+
+        self.step(5, "both events trigger a retrain on labelled rows from the new distribution")
         shifted = self.datasets.drifted_batch(PIPELINE, drift=1.0, seed=3)
         self.datasets.write(shifted, self.data / "train", "drifted-000")
-        run = self._asset_triggered(self.retrain, [DRIFT])
+        run = self._asset_triggered(self.retrain, [DRIFT, PERFORMANCE])
         self.expect(run, "success")
         self.summarise_retrain(run)
 
-        self.step(5, "nothing new since: a rerun checks the data version and skips training")
+        self.step(6, "nothing new since: a rerun checks the data version and skips training")
         run = self.retrain.test()
         self.expect(run, "success")
         check = self.xcom(run, "check_unchanged") or {}
@@ -196,6 +219,11 @@ class Demo:
         snapshot = self.xcom(run, "ingest") or {}
         kind = cause.get("run_type", "").replace("_", "-")
         print(f"  {kind} run {run.run_id}: {run.state}; trigger cause: {cause.get('cause')}")
+        if cause.get("events"):
+            from airflow_mlops_provider.core.decision_record import Link, trigger_lines
+
+            for line in trigger_lines(cause)[1:]:  # what the decision record says of each event
+                print("    " + "".join(part.uri if isinstance(part, Link) else part for part in line))
         sha = str(snapshot.get("sha256"))[:12]
         print(f"  snapshot {sha}: {snapshot.get('rows')} rows {snapshot.get('splits')}")
         check = self.xcom(run, "check_unchanged") or {}
@@ -219,6 +247,28 @@ class Demo:
         print(f"  decision record: {decision.get('record_uri')}")
         print(f"  promote: {states.get('promote')}; champion now: {self._champion()}")
 
+    def summarise_performance(self, run: Any, estimated: dict[str, Any]) -> None:
+        summary = self.xcom(run, "measure_performance") or {}
+        for window in summary.get("windows") or []:
+            labels = window.get("labels") or {}
+            print(
+                f"  window {window['window']['start'][:16]}: {labels.get('labelled')} labelled, "
+                f"{labels.get('pending')} pending; realized {_intervals(window.get('realized') or {})}"
+            )
+            print(f"  verdict: {window.get('status')}: {window.get('reason')}")
+        if "accuracy" in estimated:
+            print(
+                f"  the estimate before labels said {_intervals({'accuracy': estimated['accuracy']})}: "
+                "CBPE trusts the "
+                "model's confidence, which does not hold where inputs moved outside the reference "
+                "(the drift of step 3); labels are the final word"
+            )
+        fired = summary.get("fired")
+        events = self._events(PERFORMANCE)
+        print(f"  performance asset events so far: {len(events)}; trend report: {summary.get('report_uri')}")
+        if not fired or not events:
+            raise StepFailed("monitoring did not find the accuracy drop the labels show")
+
     def finish(self, seconds: float) -> None:
         print(f"\nLoop done in {seconds:.0f} s. Where to look:")
         print(
@@ -231,7 +281,7 @@ class Demo:
         print(f"  Airflow UI:    {home} airflow standalone")
 
     def step(self, number: int, title: str) -> None:
-        print(f"\n[{number}/5] {title}")
+        print(f"\n[{number}/{STEPS}] {title}")
 
     def expect(self, run: Any, state: str) -> None:
         if str(run.state) != state:
@@ -308,6 +358,16 @@ def _metrics(metrics: dict[str, Any] | None) -> str:
         + ", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
         + "}"
     )
+
+
+def _intervals(metrics: dict[str, Any]) -> str:
+    """``accuracy 0.812 [0.79, 0.83]`` per metric that has a value."""
+    shown = [
+        f"{name} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+        for name, v in metrics.items()
+        if v.get("value") is not None and v.get("low") is not None and v.get("high") is not None
+    ]
+    return ", ".join(shown) or "n/a"
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -56,7 +56,7 @@ FORMAT = "cbpe/1"
 _BINS = 10
 _FOLDS = 3
 _CHUNKS = 100
-_CHUNK_ROWS = 5_000
+_CHUNK_ROWS = 2_000
 _DLE_MAX_ROWS = 100_000  # DLE predicts losses with trees: larger windows are sampled
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -319,13 +319,13 @@ def _reference_sigma(codes: np.ndarray, proba: np.ndarray, seed: int) -> dict[st
     ``sqrt(chunk rows)`` (the realized values are :func:`_metric` on the labels' one-hot)."""
     rng = np.random.default_rng(seed)
     size = min(len(codes), _CHUNK_ROWS)
-    onehot = np.eye(proba.shape[1])[codes]
+    onehot, predicted = np.eye(proba.shape[1])[codes], np.argmax(proba, axis=1)
     draws: dict[str, list[float]] = {name: [] for name in CLASSIFIER_METRICS}
     for _ in range(_CHUNKS):
         take = rng.integers(0, len(codes), size)
-        sub = proba[take]
+        sub, truth, pred = proba[take], onehot[take], predicted[take]
         for name in CLASSIFIER_METRICS:
-            value = _metric(name, sub, onehot[take], np.argmax(sub, axis=1))
+            value = _metric(name, sub, truth, pred)
             if math.isfinite(value):
                 draws[name].append(value)
     return {name: float(np.std(v) * math.sqrt(size)) if len(v) > 1 else math.inf for name, v in draws.items()}

@@ -335,12 +335,7 @@ def _window_ingest(
         format=source.format,
         csv_options=_csv_options(source),
         split=None,
-        window={
-            "by": window.by,
-            "column": window.column,
-            "start": "{{ data_interval_start }}",
-            "end": "{{ data_interval_end }}",
-        },
+        window={"by": window.by, "column": window.column, "length": window.length},  # the run's interval
         empty="skip",
         chunk_rows=config.data.chunk_rows,
         aws_conn_id=source.aws_conn_id or config.aws_conn_id,
@@ -374,6 +369,7 @@ def _performance(config: PipelinePlan, guard: Any, upstream: list[Any]) -> None:
         model_name=config.registered_model_name,
         task=config.training.job["task"],
         performance=monitoring.performance,
+        window_length=monitoring.window.length,
         score_task_id="score" if monitoring.score else None,
         mlflow_conn_id=config.mlflow_conn_id,
         aws_conn_id=config.aws_conn_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
@@ -112,6 +113,16 @@ class MlopsBaseOperator(BaseOperator):
         for outlet in self.outlets or []:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = dict(extra)
+
+    @staticmethod
+    def run_window(context: Any, length: float) -> tuple[datetime, datetime]:
+        """The window a run stands for: its data interval, or for a run without one (an asset-triggered
+        run, a manual run of an unscheduled DAG) the ``length`` seconds up to when it was due."""
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is not None and end is not None and end > start:
+            return start, end
+        due = context["dag_run"].run_after
+        return due - timedelta(seconds=length), due
 
     @staticmethod
     def run_info(context: Any) -> dict[str, Any]:

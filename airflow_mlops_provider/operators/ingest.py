@@ -37,9 +37,10 @@ class IngestSnapshotOperator(MlopsBaseOperator):
     :param aws_conn_id: Airflow AWS connection for S3 sources and an S3 artifact root. Templated.
     :param connect_attempts: attempts per storage call when the endpoint cannot be reached.
     :param window: read one monitoring window only: ``{"by": "mtime" | "partition" | "column",
-        "column": <time column, for by: column>, "start": ..., "end": ...}`` with the half-open
-        interval ``[start, end)`` as datetimes or ISO strings (naive = UTC), usually
-        ``"{{ data_interval_start }}"`` and ``"{{ data_interval_end }}"``. ``mtime`` keeps the
+        "column": <time column, for by: column>, "start": ..., "end": ..., "length": <seconds>}``
+        with the half-open interval ``[start, end)`` as datetimes or ISO strings (naive = UTC).
+        Without ``start`` and ``end`` it is the run's data interval, or for a run without one
+        the ``length`` seconds (default 3600) up to when it was due. ``mtime`` keeps the
         objects modified in the interval (an object without a modification time is kept, with a
         warning); ``partition`` reads everything the (templated) ``source`` names, e.g.
         ``.../dt={{ data_interval_start | ds }}/``; ``column`` keeps the rows whose time (timestamp,
@@ -110,7 +111,7 @@ class IngestSnapshotOperator(MlopsBaseOperator):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
             s3_client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        window = WindowFilter.from_dict(self.window) if self.window else None
+        window = WindowFilter.from_dict(self._bounded(self.window, context)) if self.window else None
         try:
             ref = ingest_snapshot(
                 sources,
@@ -135,6 +136,13 @@ class IngestSnapshotOperator(MlopsBaseOperator):
         result = ref.to_dict()
         self.emit_asset_events(context, {"snapshot": result})
         return result
+
+    def _bounded(self, window: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        """``window`` with its interval: as given, else the run's (see :meth:`run_window`)."""
+        if window.get("start") is not None and window.get("end") is not None:
+            return dict(window)
+        start, end = self.run_window(context, float(window.get("length") or 3600))
+        return {**window, "start": start, "end": end}
 
 
 __getattr__ = renamed(__name__, {"IngestOperator": IngestSnapshotOperator})

@@ -31,7 +31,8 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
     :param model_name: registered model whose champion is watched. Templated.
     :param task: ``classification`` or ``regression``.
     :param performance: :class:`~airflow_mlops_provider.core.monitoring.config.PerformanceConfig` fields.
-    :param window_start / window_end: the run's window (default: its data interval). Templated.
+    :param window_start / window_end: the run's window. Templated. None: the run's data interval,
+        or for a run without one the ``window_length`` seconds up to when it was due.
     :param score_task_id / live_task_id / drift_task_id / labels_task_id: upstream tasks whose
         results are read (None: not in this DAG).
     :param id_column / target / max_delay: how labels join (needed with ``labels_task_id``).
@@ -55,8 +56,9 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
         artifact_root: str,
         pipeline: str,
         performance: Mapping[str, Any] | None = None,
-        window_start: str = "{{ data_interval_start }}",
-        window_end: str = "{{ data_interval_end }}",
+        window_start: str | None = None,
+        window_end: str | None = None,
+        window_length: float = 3600.0,
         score_task_id: str | None = "score",
         live_task_id: str | None = "ingest_live",
         drift_task_id: str | None = "detect_drift",
@@ -72,6 +74,7 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
         self.performance = dict(performance or {})
         self.window_start = window_start
         self.window_end = window_end
+        self.window_length = window_length
         self.score_task_id = score_task_id
         self.live_task_id = live_task_id
         self.drift_task_id = drift_task_id
@@ -101,8 +104,12 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
             if not (self.id_column and self.target):
                 raise MonitoringError("labels_task_id needs id_column and target (how labels are joined)")
             labels = LabelSettings(self.id_column, self.target, float(self.max_delay))
+        if self.window_start and self.window_end:
+            start, end = parse_time(self.window_start), parse_time(self.window_end)
+        else:
+            start, end = self.run_window(context, self.window_length)
         check = run_performance_check(
-            Window(parse_time(self.window_start), parse_time(self.window_end)),
+            Window(parse_time(start), parse_time(end)),
             task=self.task,
             artifact_root=self.artifact_location(),
             pipeline=self.pipeline,

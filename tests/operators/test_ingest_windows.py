@@ -256,3 +256,33 @@ def test_the_operator_refuses_an_unknown_empty_policy():
         IngestSnapshotOperator(
             task_id="x", source="file:///x", artifact_root="file:///y", pipeline="p", empty="ignore"
         )
+
+
+UNSCHEDULED_DAG = """
+from airflow.sdk import DAG
+from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
+
+with DAG("{dag_id}", schedule=None) as dag:
+    IngestSnapshotOperator(
+        task_id="ingest_live", source="{source}", artifact_root="{root}", pipeline="demo",
+        window={{"by": "mtime", "length": 600}}, empty="skip", aws_conn_id=None,
+    )
+"""
+
+
+def test_a_run_without_a_data_interval_reads_the_length_before_it_was_due(dags, tmp_path):
+    """A manual run of an unscheduled DAG (no data interval to render) still gets a window: the
+    ``length`` seconds up to the run's due time."""
+    live, root = tmp_path / "live", tmp_path / "art"
+    now = datetime.now(UTC)
+    _land(live, "recent.csv", sample(0, 7), now - timedelta(minutes=2))
+    _land(live, "older.csv", sample(1, 5), now - timedelta(minutes=30))
+    source = UNSCHEDULED_DAG.format(dag_id="window_unscheduled", source=live.as_uri(), root=root.as_uri())
+    run = dags.run(source, "window_unscheduled")
+    assert dags.task_states(run) == {"ingest_live": "success"}
+    ref = dags.xcom(run, "ingest_live")
+    assert ref["rows"] == 7
+    window = open_snapshot(ref["uri"]).manifest["window"]
+    assert datetime.fromisoformat(window["end"]) - datetime.fromisoformat(window["start"]) == timedelta(
+        minutes=10
+    )

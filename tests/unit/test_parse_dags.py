@@ -102,12 +102,7 @@ def test_monitor_runs_read_their_window_and_measure_performance_from_late_labels
     for task_id in ("ingest_live", "ingest_labels"):
         ingest = dag.get_task(task_id)
         assert ingest.empty == "skip"
-        assert ingest.window == {
-            "by": "mtime",
-            "column": None,
-            "start": "{{ data_interval_start }}",
-            "end": "{{ data_interval_end }}",
-        }
+        assert ingest.window == {"by": "mtime", "column": None, "length": 3600}
     assert dag.get_task("ingest_labels").source.endswith("/cancer/labels/*.csv")
     assert dag.get_task("score").keep_columns == ["id"]
     measure = dag.get_task("measure_performance")
@@ -115,6 +110,7 @@ def test_monitor_runs_read_their_window_and_measure_performance_from_late_labels
     assert measure.trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
     assert (measure.id_column, measure.target, measure.max_delay) == ("id", "diagnosis", 3 * 86400)
     assert measure.performance["metric"] == "accuracy" and measure.performance["rule"] == "significant"
+    assert measure.window_length == 3600
     (outlet,) = measure.outlets
     assert outlet.name == "mlops.cancer.performance"
     kinds = bag.dags["retrain_cancer"].get_task("record_trigger_cause").asset_kinds

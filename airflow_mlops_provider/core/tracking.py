@@ -74,6 +74,8 @@ class TrackingSettings:
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout_s),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
+            # its tqdm bar goes to stderr, which a task log shows as an error line per download
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
         if self.registry_uri:
             env["MLFLOW_REGISTRY_URI"] = self.registry_uri
@@ -198,6 +200,7 @@ _EXPORTED = (
     "MLFLOW_REGISTRY_URI",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
     "MLFLOW_TRACKING_TOKEN",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",

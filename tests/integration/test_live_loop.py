@@ -144,6 +144,34 @@ def test_drifted_live_data_emits_drift_and_retrains_with_drift_as_cause(
     assert record.trigger["events"][0]["extra"]["drifted_columns"]
 
 
+def test_late_labels_showing_a_drop_emit_the_performance_event_that_starts_a_retrain(
+    live_airflow, live_pipeline, mlflow_server
+):
+    """The labels of the drifted window arrive (with many diagnoses changed: a concept shift): a manual
+    monitoring run joins them, finds the champion's accuracy significantly down and its event starts
+    a retrain whose recorded cause is ``performance``."""
+    bucket, s3 = live_pipeline["bucket"], live_pipeline["s3"]
+    window = datasets.live_window("cancer", 300, drift=2.0, seed=3, labelled=True)  # the drift test's rows
+    _upload(
+        s3, bucket, "cancer/labels/labels-000.csv", datasets.labels_of("cancer", window, flip=0.45, seed=4)
+    )
+    retrain, monitor = f"retrain_{PIPELINE}", f"monitor_{PIPELINE}"
+    known = {r["dag_run_id"] for r in live_airflow.runs(retrain)}
+    run_id = live_airflow.trigger(monitor)
+    finished = live_airflow.wait_for_run(monitor, run_id, timeout_s=600)
+    states = live_airflow.task_states(monitor, run_id)
+    assert finished["state"] == "success" and states["measure_performance"] == "success", states
+    fired = _xcom(live_airflow, monitor, run_id, "measure_performance")["fired"]
+    assert fired["metric"] == "accuracy" and fired["labelled"] == 300
+    assert fired["value"]["high"] < fired["reference"]
+    run = _wait_for_new_run(live_airflow, retrain, known)
+    done = live_airflow.wait_for_run(retrain, run["dag_run_id"], timeout_s=900)
+    assert done["state"] == "success", live_airflow.task_states(retrain, run["dag_run_id"])
+    cause = _xcom(live_airflow, retrain, run["dag_run_id"], "record_trigger_cause")
+    assert cause["cause"] == "performance"
+    assert cause["events"][0]["extra"]["window"] == fired["window"]
+
+
 def test_events_arriving_during_a_run_queue_one_run_and_none_is_lost(live_airflow, live_pipeline):
     dag_id = f"retrain_{PIPELINE}"
     asset = f"mlops.{PIPELINE}.new_data"

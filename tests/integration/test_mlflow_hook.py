@@ -97,6 +97,7 @@ def test_basic_auth_and_bare_host_build_the_uri(monkeypatch):
     settings = MlflowHook("mlflow_basic").settings
     assert settings.tracking_uri == "https://mlflow.internal:5000"
     assert settings.env()["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert settings.env()["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # no stderr bar in task logs
     assert settings.registry_uri == "sqlite:///r.db"
     assert "MLFLOW_TRACKING_TOKEN" not in settings.env()
 

@@ -8,7 +8,8 @@ import yaml
 
 
 def cancer_pipeline_yaml(name: str, *, model: str, bucket: str, artifact_root: str, epochs: int = 8) -> str:
-    """A small, fast classifier: training data under ``cancer/train/``, live data under ``cancer/live/``."""
+    """A small, fast classifier: training data under ``cancer/train/``, live data under ``cancer/live/``,
+    delayed labels under ``cancer/labels/``."""
     source: dict[str, Any] = {"bucket": bucket, "glob": "*.csv", "format": "csv"}
     config = {
         "name": name,
@@ -33,8 +34,10 @@ def cancer_pipeline_yaml(name: str, *, model: str, bucket: str, artifact_root: s
             "schedule": None,
             "source": {**source, "prefix": "cancer/live/"},
             "drift": {"exclude": ["id"]},
+            "labels": {"source": {**source, "prefix": "cancer/labels/"}, "id_column": "id"},
+            "performance": {"metric": "accuracy", "min_labels": 50, "resamples": 100},
         },
-        "triggers": {"schedule": None, "new_data": True, "drift": True},
+        "triggers": {"schedule": None, "new_data": True, "drift": True, "performance": True},
         "defaults": {"retries": 0},
     }
     return yaml.safe_dump(config, sort_keys=False)

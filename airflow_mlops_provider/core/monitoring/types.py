@@ -14,7 +14,11 @@ Status = Literal["degraded", "ok", "not_enough_labels", "no_reference"]
 
 @dataclass(frozen=True)
 class Window:
-    """The half-open time interval ``[start, end)`` one monitoring run stands for (UTC)."""
+    """The half-open time interval ``[start, end)`` one monitoring run stands for.
+
+    Bounds are kept in UTC to the whole second (a manual run is due at an instant with
+    microseconds), so a window and its :attr:`key` name the same interval.
+    """
 
     start: datetime
     end: datetime
@@ -24,6 +28,7 @@ class Window:
             value = getattr(self, name)
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise ValueError(f"window {name} must be a timezone-aware datetime, got {value!r}")
+            object.__setattr__(self, name, value.astimezone(UTC).replace(microsecond=0))
         if self.end < self.start:
             raise ValueError(
                 f"window ends before it starts: {self.start.isoformat()} > {self.end.isoformat()}"

@@ -166,4 +166,5 @@ def test_a_subprocess_environment_holds_only_these_settings():
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }

@@ -144,6 +144,11 @@ class _Labels:
         return final, has_label, int(np.count_nonzero(changed)), duplicates
 
 
+def check_labels(schema_names: list[str], where: str, *, id_column: str, target: str) -> None:
+    """Fail before anything is stored when a label arrival lacks the id or the target column."""
+    _require(pa.table({name: [] for name in schema_names}), where, [id_column, target])
+
+
 def _require(table: pa.Table, name: str, columns: list[str]) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
@@ -240,9 +245,7 @@ def _target_table(values: np.ndarray, task: str) -> pa.Table:
 
 
 def _non_null(values: Any, convert: Any) -> np.ndarray:
-    array = (
-        values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(np.asarray(values))
-    )
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(np.asarray(values))
     if array.null_count:
         array = pc.drop_null(array)
     result = np.asarray(convert(array))

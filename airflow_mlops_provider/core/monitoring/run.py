@@ -107,15 +107,14 @@ def run_performance_check(
     safe_component(pipeline, "pipeline")
     check_model_name(model_name)
     cfg = parse_performance(dict(config) if isinstance(config, Mapping) else config)
-    if labels is not None and label_settings is None:
-        raise MonitoringError("labels were given without label settings (id column, target, max delay)")
     check = _Check(window, task, cfg, history.WindowStore(artifact_root, pipeline), label_settings)
     check.facts = VersionFacts(settings, model_name, artifact_root, pipeline)
     result = PerformanceCheck(window, predictions.get("model_version") if predictions else None)
+    arrival = None if labels is None else _checked_arrival(labels, label_settings, artifact_root)
     if predictions is not None:
         check.add_current(predictions, live, drift, artifact_root.storage_options)
-    if labels is not None:
-        check.store.save_arrival(window, as_snapshot_ref(labels, artifact_root.storage_options).to_dict())
+    if arrival is not None:
+        check.store.save_arrival(window, arrival)
     champion = alias_number(settings.client(), model_name, CHAMPION)
     for record in check.windows_to_judge(labels is not None):
         check.judge(record)
@@ -248,8 +247,9 @@ class _Check:
         record["labels"] = joined.counts()
         record["verdict"] = verdict.to_dict()
         if joined.labelled:
-            reference_target = self.facts.training_target(version, self.labels.target)
-            record["label_drift"] = label_drift(reference_target, pa.array(y_true), self.task)
+            reference = self.facts.training_target(version, self.labels.target).to_numpy(zero_copy_only=False)
+            reference, _, _ = _aligned(self.task, reference, reference, [])  # labels of one type
+            record["label_drift"] = label_drift(pa.array(reference), pa.array(y_true), self.task)
         finding = concept_drift(verdict, record.get("drift"))
         record["concept_drift"] = finding
 
@@ -293,6 +293,19 @@ class _Check:
             current, table.column("prediction").to_numpy(zero_copy_only=False),
             metrics=wanted, confidence=self.cfg.confidence,
         )  # fmt: skip
+
+
+def _checked_arrival(labels: SnapshotLike, settings: LabelSettings | None, root: Location) -> dict[str, Any]:
+    """The labels' snapshot reference, once it is known to hold the id and target columns."""
+    from airflow_mlops_provider.core.monitoring.labels import check_labels
+
+    if settings is None:
+        raise MonitoringError("labels were given without label settings (id column, target, max delay)")
+    snapshot = open_snapshot(labels, root.storage_options)
+    names = snapshot.parquet_file(None).schema_arrow.names
+    where = f"labels snapshot {snapshot.location.uri}"
+    check_labels(names, where, id_column=settings.id_column, target=settings.target)
+    return snapshot.ref.to_dict()
 
 
 def _judge(

@@ -131,6 +131,7 @@ class IngestSnapshotOperator(MlopsBaseOperator):
             )
         except EmptyWindowError as err:
             if self.empty == "skip":
+                self.log.warning("%s: skipping", err)  # a skip's own message is not logged
                 raise AirflowSkipException(str(err)) from err
             raise
         result = ref.to_dict()

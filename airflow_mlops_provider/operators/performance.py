@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -98,7 +98,7 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
             )
         }
         if upstream["predictions"] is None and upstream["labels"] is None:
-            raise AirflowSkipException("Nothing to judge: no scored live rows and no labels in this interval")
+            self._skip("Nothing to judge: no scored live rows and no labels in this interval")
         labels = None
         if self.labels_task_id:
             if not (self.id_column and self.target):
@@ -125,12 +125,14 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
         ReportLink.persist(context, check.report_uri)
         if check.fired is None:
             context["ti"].xcom_push(key="return_value", value=summary)
-            raise AirflowSkipException(
-                f"No degradation found: no performance asset event; report {check.report_uri}"
-            )
+            self._skip(f"No degradation found: no performance asset event; report {check.report_uri}")
         self.emit_asset_events(context, check.fired)
         self.log.warning("Champion degraded: %s; report %s", check.fired["reason"], check.report_uri)
         return summary
+
+    def _skip(self, reason: str) -> NoReturn:
+        self.log.info(reason)  # a skip's own message is not logged
+        raise AirflowSkipException(reason)
 
     @staticmethod
     def _pull(context: Any, task_id: str | None) -> Any:

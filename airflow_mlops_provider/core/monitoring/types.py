@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 _KEY_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -16,8 +16,9 @@ Status = Literal["degraded", "ok", "not_enough_labels", "no_reference"]
 class Window:
     """The half-open time interval ``[start, end)`` one monitoring run stands for.
 
-    Bounds are kept in UTC to the whole second (a manual run is due at an instant with
-    microseconds), so a window and its :attr:`key` name the same interval.
+    Bounds are kept in UTC to the whole second, rounded outwards (a manual run is due at an
+    instant with microseconds; an object stored in that second belongs to it), so a window and
+    its :attr:`key` name the same interval.
     """
 
     start: datetime
@@ -28,7 +29,10 @@ class Window:
             value = getattr(self, name)
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise ValueError(f"window {name} must be a timezone-aware datetime, got {value!r}")
-            object.__setattr__(self, name, value.astimezone(UTC).replace(microsecond=0))
+            whole = value.astimezone(UTC).replace(microsecond=0)
+            if name == "end" and whole < value:  # round outwards: nothing due before it is left out
+                whole += timedelta(seconds=1)
+            object.__setattr__(self, name, whole)
         if self.end < self.start:
             raise ValueError(
                 f"window ends before it starts: {self.start.isoformat()} > {self.end.isoformat()}"

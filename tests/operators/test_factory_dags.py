@@ -219,6 +219,9 @@ def test_example_regression_pipeline_verbatim(dags, mlflow_conn, tmp_path: Path,
     run = load("monitor_diabetes").test()
     assert run.state == "success", dags.task_states(run)
     assert dags.xcom(run, "detect_drift")["drift"] is False
+    estimated = dags.xcom(run, "measure_performance")["estimated"]  # no labels: DLE's estimate
+    assert set(estimated) == {"rmse", "mae"}
+    assert 0 < estimated["mae"]["low"] <= estimated["mae"]["value"] <= estimated["mae"]["high"]
 
     run = load("rollback_diabetes").test(run_conf={"reason": "checking the rollback path"})
     assert run.state == "failed" and dags.task_states(run) == {"rollback": "failed"}

@@ -115,8 +115,9 @@ def test_monitor_runs_read_their_window_and_measure_performance_from_late_labels
     assert outlet.name == "mlops.cancer.performance"
     kinds = bag.dags["retrain_cancer"].get_task("record_trigger_cause").asset_kinds
     assert kinds["mlops.cancer.performance"] == "performance"
-    diabetes = bag.dags["monitor_diabetes"]  # no labels, no performance settings: drift only
-    assert "measure_performance" not in diabetes.task_ids
+    diabetes = bag.dags["monitor_diabetes"]  # no labels: the error is estimated, never measured
+    assert "ingest_labels" not in diabetes.task_ids
+    assert diabetes.get_task("measure_performance").upstream_task_ids == {"score", "detect_drift"}
     assert diabetes.timetable.interval == timedelta(hours=6)  # the schedule's period
 
 

@@ -153,21 +153,19 @@ def test_a_column_window_without_rows_in_it_is_empty_and_a_bad_column_is_bad_inp
 
 def test_a_backfill_reads_its_interval_only_and_gives_the_first_runs_snapshot(tmp_path):
     live = tmp_path / "live"
-    for hour in range(2):
-        _land(
-            live,
-            f"h{hour}.csv",
-            sample(hour * 100, hour * 100 + 100),
-            T0 + hour * HOUR + timedelta(minutes=5),
-        )
+
+    def land(hours: range) -> None:
+        for hour in hours:
+            _land(
+                live,
+                f"h{hour}.csv",
+                sample(hour * 100, hour * 100 + 100),
+                T0 + hour * HOUR + timedelta(minutes=5),
+            )
+
+    land(range(2))
     first = _ingest(tmp_path / "art", live.as_uri(), window=_window(1))
-    for hour in range(2, 6):  # history grows
-        _land(
-            live,
-            f"h{hour}.csv",
-            sample(hour * 100, hour * 100 + 100),
-            T0 + hour * HOUR + timedelta(minutes=5),
-        )
+    land(range(2, 6))  # history grows
     backfill = _ingest(tmp_path / "art", live.as_uri(), window=_window(1))
     assert backfill == first
     assert open_snapshot(backfill).read().equals(sample(100, 200))

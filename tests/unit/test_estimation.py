@@ -71,18 +71,12 @@ def test_expected_metrics_on_one_hot_labels_are_the_realized_metrics() -> None:
 
 
 @pytest.mark.parametrize("shift", ["none", "boundary", "away", "irrelevant", "mean"])
-def test_binary_estimate_tracks_realized_under_covariate_shift(binary, shift: str) -> None:
-    scenario, estimator = binary
-    window = scenario.window(shift, ROWS, seed=11)
-    estimated, truth = values(estimator, window), realized(scenario, window)
-    for name in METRICS:
-        assert estimated[name] == pytest.approx(truth[name], abs=TOL), name
-
-
-@pytest.mark.parametrize("shift", ["none", "boundary", "away", "irrelevant", "mean"])
-def test_multiclass_estimate_tracks_realized_under_covariate_shift(multiclass, shift: str) -> None:
-    scenario, estimator = multiclass
-    window = scenario.window(shift, ROWS, seed=12)
+@pytest.mark.parametrize(("problem", "seed"), [("binary", 11), ("multiclass", 12)])
+def test_estimate_tracks_realized_under_covariate_shift(
+    request: pytest.FixtureRequest, problem: str, seed: int, shift: str
+) -> None:
+    scenario, estimator = request.getfixturevalue(problem)
+    window = scenario.window(shift, ROWS, seed=seed)
     estimated, truth = values(estimator, window), realized(scenario, window)
     for name in METRICS:
         assert estimated[name] == pytest.approx(truth[name], abs=TOL), name

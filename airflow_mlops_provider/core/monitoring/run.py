@@ -107,8 +107,8 @@ def run_performance_check(
     safe_component(pipeline, "pipeline")
     check_model_name(model_name)
     cfg = parse_performance(dict(config) if isinstance(config, Mapping) else config)
-    check = _Check(window, task, cfg, history.WindowStore(artifact_root, pipeline), label_settings)
-    check.facts = VersionFacts(settings, model_name, artifact_root, pipeline)
+    facts = VersionFacts(settings, model_name, artifact_root, pipeline)
+    check = _Check(window, task, cfg, history.WindowStore(artifact_root, pipeline), label_settings, facts)
     result = PerformanceCheck(window, predictions.get("model_version") if predictions else None)
     arrival = None if labels is None else _checked_arrival(labels, label_settings, artifact_root)
     if predictions is not None:
@@ -143,8 +143,6 @@ def run_performance_check(
 class _Check:
     """The state of one run: settings, stores, per-version facts and the arrivals read so far."""
 
-    facts: VersionFacts
-
     def __init__(
         self,
         window: Window,
@@ -152,8 +150,10 @@ class _Check:
         cfg: PerformanceConfig,
         store: history.WindowStore,
         labels: LabelSettings | None,
+        facts: VersionFacts,
     ) -> None:
         self.window = window
+        self.facts = facts
         self.task = task
         self.cfg = cfg
         self.store = store

@@ -334,3 +334,20 @@ def test_csv_options_are_applied_and_unknown_ones_named(tmp_path):
     assert open_snapshot(ref).read().column("note").to_pylist() == ["two\nlines", "plain"]
     with pytest.raises(IngestError, match=r"csv_options: unknown option\(s\) \['delimeter'\]"):
         ingest_snapshot(src.as_uri(), _root(tmp_path), "demo", csv_options={"delimeter": ";"})
+
+
+def test_a_listing_skips_hidden_objects_such_as_a_writer_s_temporary_file(tmp_path):
+    """A prefix or glob never reads a dot-file (a half-written ``.tmp-...`` of a writer that
+    publishes by rename, as the prediction service's request log does); a path named exactly does."""
+    folder = tmp_path / "hour=10"
+    folder.mkdir()
+    (folder / "part-1.csv").write_bytes(csv_bytes(sample(0, 10)))
+    (folder / ".tmp-9f2c-part-2.csv").write_bytes(b"id,amount,ci")  # cut off mid-write
+    uri = f"file://{folder}"  # Path.as_uri would escape the '='
+    for source in (uri + "/", uri + "/*.csv"):
+        ref = ingest_snapshot(source, _root(tmp_path), "demo")
+        assert ref.rows == 10
+        (obj,) = open_snapshot(ref).manifest["source_objects"]
+        assert obj["uri"].endswith("/part-1.csv")
+    with pytest.raises(IngestError, match=r"\.tmp-9f2c-part-2\.csv"):
+        ingest_snapshot(uri + "/.tmp-9f2c-part-2.csv", _root(tmp_path), "demo")

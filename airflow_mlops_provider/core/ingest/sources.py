@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import logging
+import posixpath
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class S3Source(Source):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    if item["Key"].endswith("/") or int(item["Size"]) == 0:
+                    if item["Key"].endswith("/") or int(item["Size"]) == 0 or hidden(item["Key"]):
                         continue
                     out.append(
                         SourceObject(
@@ -271,11 +272,15 @@ class FsspecSource(Source):
     def objects(self) -> list[SourceObject]:
         fs, path = self.fs, self.path
         if any(ch in path for ch in GLOB_CHARS):
-            paths = with_retries(lambda: fs.glob(path), f"list {self.uri}", self.retry)
+            paths = [
+                p
+                for p in with_retries(lambda: fs.glob(path), f"list {self.uri}", self.retry)
+                if not hidden(p)
+            ]
             if not paths:
                 raise NothingListedError(f"No object matches {self.uri}")
         elif with_retries(lambda: fs.isdir(path), f"list {self.uri}", self.retry):
-            paths = fs.find(path)
+            paths = [p for p in fs.find(path) if not hidden(p)]
             if not paths:
                 raise NothingListedError(f"Empty prefix: no objects under {self.uri}")
         elif fs.exists(path):
@@ -318,6 +323,12 @@ class FsspecSource(Source):
             return cast(BinaryIO, opened)
         except FileNotFoundError as err:
             raise IngestError(f"Missing object: {obj.uri} disappeared during ingestion") from err
+
+
+def hidden(key: str) -> bool:
+    """Whether a listed object is hidden (its name starts with a dot), as the temporary file of a
+    writer that publishes by rename is: a listing never reads one. A path named exactly still is."""
+    return posixpath.basename(key.rstrip("/")).startswith(".")
 
 
 def with_retries(fn: Callable[[], T], what: str, retry: RetryPolicy) -> T:

@@ -42,6 +42,7 @@ VARIABLES: dict[str, Callable[[], str]] = {
     "MLFLOW_FLASK_SECRET_KEY": _token,
     "MINIO_ROOT_USER": lambda: "mlops",
     "MINIO_ROOT_PASSWORD": _token,
+    "GRAFANA_ADMIN_PASSWORD": _token,
 }
 
 

@@ -259,9 +259,6 @@ def test_the_seed_profile_starts_the_loop_once_the_stack_is_up(compose):
     assert "docker compose --profile seed up" in (REPO / "Makefile").read_text()
 
 
-# Dashboard series the service does not export yet: each must stay absent from its metrics (the
-# panel shows "no data" until then); remove a name here once the service exports it.
-PENDING_METRICS = {"mlops_serving_canary_weight"}
 SERIES_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
 PROVISIONING = REPO / "docker/grafana/provisioning"
 
@@ -363,12 +360,15 @@ def test_grafana_is_provisioned_with_prometheus_and_the_serving_dashboard(compos
 
 def test_every_dashboard_query_reads_a_metric_the_service_exports() -> None:
     exported = _exported_series()
-    assert not PENDING_METRICS & exported, "exported now: drop it from PENDING_METRICS"
     for query in _dashboard_queries():
         names = set(re.findall(r"\bmlops_\w+", query))
-        assert names and names <= exported | PENDING_METRICS, (query, names - exported)
+        assert names and names <= exported, (query, names - exported)
     used = {name for query in _dashboard_queries() for name in re.findall(r"\bmlops_\w+", query)}
-    assert {"mlops_serving_requests_total", "mlops_serving_latency_seconds_bucket"} <= used
+    assert {
+        "mlops_serving_requests_total",
+        "mlops_serving_latency_seconds_bucket",
+        "mlops_serving_canary_weight",
+    } <= used
 
 
 def test_every_image_is_pinned(compose: dict[str, Any]) -> None:

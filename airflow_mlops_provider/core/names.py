@@ -10,6 +10,7 @@ from __future__ import annotations
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
+CANARY = "canary"  # the version a rollout tries on part of the traffic
 
 # Run and model-version tags.
 TAG_PIPELINE = "mlops.pipeline"
@@ -37,6 +38,9 @@ TAG_LAST_DRIFT = "mlops.last_drift"
 TAG_LAST_DRIFT_RUN = "mlops.last_drift_run_id"
 TAG_LAST_PERFORMANCE = "mlops.last_performance"
 TAG_MONITORING_KIND = "mlops.monitoring_kind"  # drift or performance, on monitoring runs
+# Rollout policy, as registered-model tags the prediction service follows.
+TAG_CANARY_WEIGHT = "mlops.canary_weight"  # percent of requests the canary answers
+TAG_SHADOW = "mlops.shadow"  # "canary": the canary scores a copy of every request
 
 # Metric prefix (+ split) of the rows a training run dropped for lack of a label.
 METRIC_MISSING_TARGET = "missing_target_dropped_"

@@ -35,6 +35,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8008)
     parser.add_argument("--poll", type=float, default=DEFAULT_POLL_S, help="seconds between alias checks")
+    parser.add_argument(
+        "--log-root", default=os.environ.get("MLOPS_SERVE_LOG_ROOT"),
+        help="log every request as Parquet under LOG_ROOT/NAME/serving/requests/ (the artifact root)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not args.tracking_uri:
         parser.error("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
@@ -48,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     args = parse_args(argv)
-    config = ServingConfig(dict(args.pipeline), args.tracking_uri, args.poll)
+    config = ServingConfig(dict(args.pipeline), args.tracking_uri, args.poll, args.log_root)
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
 
 

@@ -1,10 +1,15 @@
 """The FastAPI app: ``POST /v1/{pipeline}/predict``, ``/health``, ``/ready`` and ``/metrics``.
 
-Each pipeline serves ``model_name@alias``; a background :class:`~.slot.Follower` (one
-:class:`~airflow_mlops_provider.core.tracking.TrackingSettings` per process) follows the alias, so
-no MLflow call happens while answering a request. Errors are ``{"error_code", "message", "field"}``:
-404 for an unknown pipeline, 400 for a malformed body, 422 for rows that do not fit the model
-(the field names the column), 503 while the pipeline has no model loaded.
+Each pipeline serves ``model_name@alias``, and a ``canary`` version on the share of traffic the
+registry's rollout policy gives it (sticky per ``X-Caller-Key``), or as a shadow scoring a copy of
+each request (:mod:`.traffic`). A background :class:`~.slot.Follower` (one
+:class:`~airflow_mlops_provider.core.tracking.TrackingSettings` per process) follows aliases and
+policy, so no MLflow call happens while answering a request. With a ``log_root`` every answered
+row (and every shadow row) is logged to Parquet partitions by hour (:mod:`.request_log`), each
+with its own ``request_id`` (``<request id>-<row>``, returned as ``row_ids``) that delayed labels
+join on. Errors are ``{"error_code", "message", "field"}``: 404 for an unknown pipeline, 400 for a
+malformed body, 422 for rows that do not fit the model (the field names the column), 503 while
+the pipeline has no model loaded.
 """
 
 from __future__ import annotations
@@ -13,18 +18,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Body, FastAPI, Response
+from fastapi import BackgroundTasks, Body, FastAPI, Header, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from airflow_mlops_provider.core.scoring import PREDICTION, predict_table
+from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.tracking import TrackingSettings
 from airflow_mlops_provider.serving.metrics import ServingMetrics
+from airflow_mlops_provider.serving.request_log import RequestLog
 from airflow_mlops_provider.serving.schema import InputError, request_rows, rows_to_table
 from airflow_mlops_provider.serving.slot import DEFAULT_POLL_S, Follower, ModelSlot, Served
+from airflow_mlops_provider.serving.traffic import PipelineTraffic
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,17 @@ class PipelineTarget:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """What the service serves: ``{pipeline: PipelineTarget}``, the tracking URI, the poll interval."""
+    """What the service serves: ``{pipeline: PipelineTarget}``, the tracking URI, the poll interval,
+    and where request logs go (``<log_root>/<pipeline>/serving/requests/``; None: not logged)."""
 
     pipelines: Mapping[str, PipelineTarget]
     tracking_uri: str
     poll_s: float = DEFAULT_POLL_S
-    slots: dict[str, ModelSlot] = field(init=False, repr=False, compare=False)
+    log_root: str | None = None
 
     def __post_init__(self) -> None:
         if not self.pipelines:
             raise ValueError("The service needs at least one pipeline")
-        slots = {name: ModelSlot(t.model_name, t.alias) for name, t in self.pipelines.items()}
-        object.__setattr__(self, "slots", slots)
 
 
 class _Refused(Exception):
@@ -62,10 +73,11 @@ class _Refused(Exception):
 
 
 def create_app(config: ServingConfig) -> FastAPI:
-    """The service for ``config``; the alias follower runs while the app's lifespan does."""
-    slots = config.slots
-    metrics = ServingMetrics(slots)
-    follower = Follower(list(slots.values()), TrackingSettings(config.tracking_uri), config.poll_s)
+    """The service for ``config``; the follower (and the request logs) live while the app's lifespan does."""
+    pipelines = {name: PipelineTraffic(t.model_name, t.alias) for name, t in config.pipelines.items()}
+    metrics = ServingMetrics(pipelines)
+    follower = Follower(list(pipelines.values()), TrackingSettings(config.tracking_uri), config.poll_s)
+    logs = _request_logs(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +86,8 @@ def create_app(config: ServingConfig) -> FastAPI:
             yield
         finally:
             follower.stop()
+            for request_log in logs.values():
+                request_log.close()
 
     app = FastAPI(title="airflow-mlops-provider prediction service", lifespan=lifespan)
 
@@ -83,6 +97,7 @@ def create_app(config: ServingConfig) -> FastAPI:
 
     @app.get("/ready")
     def ready() -> JSONResponse:
+        slots = {name: traffic.primary for name, traffic in pipelines.items()}
         missing = {
             name: slot.last_error or f"{slot.model_name}@{slot.alias} not loaded yet"
             for name, slot in slots.items()
@@ -97,22 +112,54 @@ def create_app(config: ServingConfig) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/{pipeline}/predict")
-    def predict(pipeline: str, payload: Any = Body(None)) -> JSONResponse:
+    def predict(
+        pipeline: str,
+        background: BackgroundTasks,
+        payload: Any = Body(None),
+        caller: str | None = Header(None, alias="X-Caller-Key"),
+    ) -> JSONResponse:
         request_id = uuid.uuid4().hex
-        slot = slots.get(pipeline)
+        traffic = pipelines.get(pipeline)
+        route = traffic.route(caller) if traffic is not None else None
+        slot = route.answer if route is not None else None
         served = slot.current() if slot is not None else None
         labels = (pipeline, served.version if served else "", slot.alias if slot else "")
         started = time.perf_counter()
         try:
-            body = _answer(pipeline, slot, served, payload, metrics, labels)
+            answer = _answer(pipeline, slot, served, payload, metrics, labels)
         except _Refused as refused:
             metrics.errors.labels(*labels, str(refused.status)).inc()
             return refused.response(request_id, labels[1] or None)
+        seconds = time.perf_counter() - started
         metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        return JSONResponse({**body, "request_id": request_id}, headers=_headers(request_id, labels[1]))
+        metrics.latency.labels(*labels).observe(seconds)
+        row_ids = [f"{request_id}-{i}" for i in range(len(answer.predictions))]
+        after = _After(pipeline, answer, row_ids, seconds, metrics, logs.get(pipeline))
+        background.add_task(after.run, route.shadow if route is not None else None)
+        body = {**answer.body, "request_id": request_id, "row_ids": row_ids}
+        return JSONResponse(body, headers=_headers(request_id, labels[1]))
 
     return app
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A request's rows, the model version and alias that answered, and the response body."""
+
+    table: pa.Table
+    served: Served
+    alias: str
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "predictions": self.predictions, "model_version": self.served.version, "alias": self.alias,
+        }  # fmt: skip
+        if self.probabilities is not None:
+            body["probabilities"] = self.probabilities
+        return body
 
 
 def _answer(
@@ -122,7 +169,7 @@ def _answer(
     payload: Any,
     metrics: ServingMetrics,
     labels: tuple[str, str, str],
-) -> dict[str, Any]:
+) -> _Answer:
     if slot is None:
         raise _Refused(404, "NOT_FOUND", f"No pipeline {pipeline!r} is served here")
     if served is None:
@@ -132,17 +179,72 @@ def _answer(
     except InputError as err:
         status = 400 if err.field == "body" else 422
         raise _Refused(status, "INVALID_INPUT", str(err), err.field) from err
+    predictions, probabilities = _outputs(served, table)
+    metrics.predictions(labels, served.model.task, predictions)
+    return _Answer(table, served, slot.alias, predictions, probabilities)
+
+
+def _outputs(served: Served, table: pa.Table) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """The model's predictions for ``table`` (as batch scoring computes them) and class probabilities."""
     scored = predict_table(served.model, table)
     predictions = scored.column(PREDICTION).to_pylist()
-    metrics.predictions(labels, served.model.task, predictions)
-    body: dict[str, Any] = {"predictions": predictions, "model_version": served.version, "alias": slot.alias}
-    if served.model.task == "classification":
-        classes = served.model.classes or []
-        columns = [(str(c), scored.column(f"proba_{c}").to_pylist()) for c in classes]
-        body["probabilities"] = [
-            {name: values[i] for name, values in columns} for i in range(len(predictions))
-        ]
-    return body
+    if served.model.task != "classification":
+        return predictions, None
+    columns = [(str(c), scored.column(f"proba_{c}").to_pylist()) for c in served.model.classes or []]
+    return predictions, [{name: values[i] for name, values in columns} for i in range(len(predictions))]
+
+
+@dataclass(frozen=True)
+class _After:
+    """What follows a response: the request log, and the shadow's copy (scored, measured, logged)."""
+
+    pipeline: str
+    answer: _Answer
+    row_ids: list[str]
+    seconds: float
+    metrics: ServingMetrics
+    request_log: RequestLog | None
+
+    def run(self, shadow: ModelSlot | None) -> None:
+        self._log(self.answer, shadow=False, seconds=self.seconds)
+        served = shadow.current() if shadow is not None else None
+        if shadow is None or served is None:
+            return
+        started = time.perf_counter()
+        predictions, probabilities = _outputs(served, self.answer.table)
+        seconds = time.perf_counter() - started
+        labels = (self.pipeline, served.version, shadow.alias)
+        self.metrics.shadow.labels(*labels).inc()
+        self.metrics.latency.labels(*labels).observe(seconds)
+        self.metrics.predictions(labels, served.model.task, predictions)
+        copy = _Answer(self.answer.table, served, shadow.alias, predictions, probabilities)
+        self._log(copy, shadow=True, seconds=seconds)
+
+    def _log(self, answer: _Answer, *, shadow: bool, seconds: float) -> None:
+        if self.request_log is None:
+            return
+        now = datetime.now(UTC)
+        for i, inputs in enumerate(answer.table.to_pylist()):
+            record = {
+                "request_id": self.row_ids[i],
+                "time": now,
+                "alias": answer.alias,
+                "model_version": answer.served.version,
+                "inputs": inputs,
+                "prediction": answer.predictions[i],
+                "latency_ms": seconds * 1000.0,
+                "shadow": shadow,
+            }
+            if answer.probabilities is not None:
+                record["probabilities"] = answer.probabilities[i]
+            self.request_log.append(record)
+
+
+def _request_logs(config: ServingConfig) -> dict[str, RequestLog]:
+    if config.log_root is None:
+        return {}
+    root = Location(config.log_root)
+    return {name: RequestLog(root, name) for name in config.pipelines}
 
 
 def _version(slot: ModelSlot) -> str | None:

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from airflow_mlops_provider.serving.slot import ModelSlot
+    from airflow_mlops_provider.serving.traffic import PipelineTraffic
 
 LABELS = ("pipeline", "model_version", "alias")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -19,7 +19,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class ServingMetrics:
     """Requests, errors, latency and the predictions' distribution per pipeline, version and alias."""
 
-    def __init__(self, slots: dict[str, ModelSlot]) -> None:
+    def __init__(self, pipelines: dict[str, PipelineTraffic]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mlops_serving_requests", "Prediction requests answered", LABELS, registry=self.registry
@@ -36,10 +36,14 @@ class ServingMetrics:
             "mlops_serving_predicted_class", "Predicted classes (classifiers)", (*LABELS, "class"),
             registry=self.registry,
         )  # fmt: skip
+        self.shadow = Counter(
+            "mlops_serving_shadow_requests", "Requests a shadow version scored a copy of", LABELS,
+            registry=self.registry,
+        )  # fmt: skip
         self.values = Histogram(
             "mlops_serving_predicted_value", "Predicted values (regressors)", LABELS, registry=self.registry
         )
-        self.registry.register(_SlotCollector(slots))
+        self.registry.register(_SlotCollector(pipelines))
 
     def predictions(self, labels: Sequence[str], task: str, predicted: Sequence[object]) -> None:
         """Count the predicted classes, or observe the predicted values."""
@@ -53,10 +57,10 @@ class ServingMetrics:
 
 
 class _SlotCollector(Collector):
-    """The version each slot serves and how often loading a new one failed."""
+    """The version each slot serves, how often loading a new one failed, and the canary's weight."""
 
-    def __init__(self, slots: dict[str, ModelSlot]) -> None:
-        self.slots = slots
+    def __init__(self, pipelines: dict[str, PipelineTraffic]) -> None:
+        self.pipelines = pipelines
 
     def collect(self) -> Iterator[Metric]:
         loaded = GaugeMetricFamily(
@@ -67,10 +71,16 @@ class _SlotCollector(Collector):
             "Failed attempts to follow the alias",
             labels=("pipeline", "alias"),
         )
-        for pipeline, slot in self.slots.items():
-            served = slot.current()
-            if served is not None:
-                loaded.add_metric([pipeline, served.version, slot.alias], 1)
-            failures.add_metric([pipeline, slot.alias], slot.load_failures)
+        weight = GaugeMetricFamily(
+            "mlops_serving_canary_weight", "Percent of requests the canary answers", labels=("pipeline",)
+        )
+        for pipeline, traffic in self.pipelines.items():
+            for slot in traffic.slots:
+                served = slot.current()
+                if served is not None:
+                    loaded.add_metric([pipeline, served.version, slot.alias], 1)
+                failures.add_metric([pipeline, slot.alias], slot.load_failures)
+            weight.add_metric([pipeline], traffic.canary_weight)
         yield loaded
         yield failures
+        yield weight

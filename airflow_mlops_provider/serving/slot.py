@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.core.tabular_model import TabularModel
@@ -75,11 +75,17 @@ class ModelSlot:
         return True
 
 
+class Refreshable(Protocol):
+    """Something the follower keeps up to date with the registry (a slot, a pipeline's traffic)."""
+
+    def refresh(self, settings: TrackingSettings) -> object: ...
+
+
 class Follower:
     """A daemon thread refreshing slots every ``poll_s`` seconds until :meth:`stop`."""
 
     def __init__(
-        self, slots: Sequence[ModelSlot], settings: TrackingSettings, poll_s: float = DEFAULT_POLL_S
+        self, slots: Sequence[Refreshable], settings: TrackingSettings, poll_s: float = DEFAULT_POLL_S
     ) -> None:
         self.slots = list(slots)
         self.settings = settings

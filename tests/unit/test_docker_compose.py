@@ -314,6 +314,7 @@ def test_the_prediction_service_uses_services_of_the_stack(compose: dict[str, An
     airflow_env = compose["services"]["airflow-scheduler"]["environment"]
     aws_conn = json.loads(airflow_env["AIRFLOW_CONN_AWS_DEFAULT"])
     assert env["MLOPS_ARTIFACT_ROOT"] == airflow_env["MLOPS_ARTIFACT_ROOT"]
+    assert args.log_root == airflow_env["MLOPS_ARTIFACT_ROOT"]  # requests land where monitoring reads
     assert env["AWS_ENDPOINT_URL_S3"] == aws_conn["extra"]["endpoint_url"]
     assert env["AWS_ACCESS_KEY_ID"] == aws_conn["login"]
     assert env["AWS_SECRET_ACCESS_KEY"] == aws_conn["password"]

@@ -16,7 +16,8 @@ table, bundled with scikit-learn, nothing downloaded):
    below the accuracy it was promoted on, and emits the performance asset event;
 5. both events trigger ``retrain_cancer`` (labelled rows from the new distribution have landed
    meanwhile); the decision record names both causes with their numbers;
-6. nothing new: the retrain skips training and promotion, and says why.
+6. nothing new: the retrain skips training and promotion, and says why;
+7. the prediction service (``mlops-serve``) serves the champion and answers a request.
 
 Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
 wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
@@ -46,7 +47,8 @@ PIPELINE = "cancer"
 NEW_DATA = f"mlops.{PIPELINE}.new_data"
 DRIFT = f"mlops.{PIPELINE}.drift"
 PERFORMANCE = f"mlops.{PIPELINE}.performance"
-STEPS = 6
+MODEL = "cancer_diagnosis"
+STEPS = 7
 # Set in the child process that runs the loop (see ``watch``).
 CHILD = "MLOPS_DEMO_CHILD"
 # An error or critical record as Airflow's structlog and Python's logging print it.
@@ -209,6 +211,9 @@ class Demo:
         self.expect(run, "success")
         check = self.xcom(run, "check_unchanged") or {}
         print(f"  {check.get('reason')}")
+
+        self.step(7, "the prediction service follows the champion alias and answers a request")
+        self.serve(window.drop(columns=[target]).head(2))
         self.finish(time.monotonic() - started)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -246,6 +251,57 @@ class Demo:
         print(f"  gate: {decision.get('verdict')} -> version {decision.get('version')}: {reasons}")
         print(f"  decision record: {decision.get('record_uri')}")
         print(f"  promote: {states.get('promote')}; champion now: {self._champion()}")
+
+    def serve(self, rows: Any) -> None:
+        """Start ``mlops-serve`` on the demo's registry, send two rows, print the answer, stop it."""
+        import socket
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            sys.executable, "-m", "airflow_mlops_provider.serving", "--pipeline", f"{PIPELINE}={MODEL}",
+            "--tracking-uri", f"sqlite:///{DEMO}/mlflow.db", "--port", str(port), "--poll", "1",
+            "--log-root", (DEMO / "artifacts").as_uri(),
+        ]  # fmt: skip
+        log = (DEMO / "serve.log").open("wb")
+        service = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            self._wait_ready(url, service)
+            body = json.dumps({"rows": json.loads(rows.to_json(orient="records"))}).encode()
+            request = urllib.request.Request(
+                f"{url}/v1/{PIPELINE}/predict", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+            print(f"  mlops-serve --pipeline {PIPELINE}={MODEL} ... on {url}")
+            print(f"  POST /v1/{PIPELINE}/predict with 2 rows -> {answer['predictions']} from version "
+                  f"{answer['model_version']} ({answer['alias']})")  # fmt: skip
+        finally:
+            service.terminate()
+            service.wait(30)
+            log.close()
+        print(
+            f"  requests logged for monitoring under {DEMO / 'artifacts' / PIPELINE / 'serving' / 'requests'}"
+        )
+
+    @staticmethod
+    def _wait_ready(url: str, service: subprocess.Popen[bytes]) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if service.poll() is not None:
+                raise StepFailed(f"the prediction service exited (see {DEMO / 'serve.log'})")
+            try:
+                with urllib.request.urlopen(f"{url}/ready", timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        raise StepFailed(f"the prediction service was not ready within 120 s (see {DEMO / 'serve.log'})")
 
     def summarise_performance(self, run: Any, estimated: dict[str, Any]) -> None:
         summary = self.xcom(run, "measure_performance") or {}
@@ -321,7 +377,7 @@ class Demo:
 
         client = MlflowHook().client
         try:
-            version = client.get_model_version_by_alias("cancer_diagnosis", "champion")
+            version = client.get_model_version_by_alias(MODEL, "champion")
         except Exception:
             return "none"
         return f"version {version.version}"

@@ -14,6 +14,7 @@ the pipeline has no model loaded.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -37,6 +38,8 @@ from airflow_mlops_provider.serving.traffic import PipelineTraffic
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,11 @@ def _answer(
     except InputError as err:
         status = 400 if err.field == "body" else 422
         raise _Refused(status, "INVALID_INPUT", str(err), err.field) from err
-    predictions, probabilities = _outputs(served, table)
+    try:
+        predictions, probabilities = _outputs(served, table)
+    except Exception as err:  # the model itself failed: the caller's rows were valid
+        log.warning("%s v%s failed to predict: %s", slot.model_name, served.version, err)
+        raise _Refused(500, "PREDICTION_FAILED", f"the model failed: {type(err).__name__}: {err}") from err
     metrics.predictions(labels, served.model.task, predictions)
     return _Answer(table, served, slot.alias, predictions, probabilities)
 
@@ -210,10 +217,15 @@ class _After:
         served = shadow.current() if shadow is not None else None
         if shadow is None or served is None:
             return
-        started = time.perf_counter()
-        predictions, probabilities = _outputs(served, self.answer.table)
-        seconds = time.perf_counter() - started
         labels = (self.pipeline, served.version, shadow.alias)
+        started = time.perf_counter()
+        try:
+            predictions, probabilities = _outputs(served, self.answer.table)
+        except Exception as err:  # counted against the shadow; the caller already has its answer
+            log.warning("Shadow %s v%s failed to predict: %s", shadow.model_name, served.version, err)
+            self.metrics.errors.labels(*labels, "500").inc()
+            return
+        seconds = time.perf_counter() - started
         self.metrics.shadow.labels(*labels).inc()
         self.metrics.latency.labels(*labels).observe(seconds)
         self.metrics.predictions(labels, served.model.task, predictions)

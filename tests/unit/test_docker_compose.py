@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,10 +359,11 @@ def test_grafana_is_provisioned_with_prometheus_and_the_serving_dashboard(compos
         assert uids == {source["uid"]}, panel["title"]
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert {"Requests/s", "Latency p50", "Latency p99", "Error share", "Canary weight"} <= titles
+    assert {"Drift share per window", "Realized and estimated performance"} <= titles
 
 
-def test_every_dashboard_query_reads_a_metric_the_service_exports() -> None:
-    exported = _exported_series()
+def test_every_dashboard_query_reads_a_metric_the_service_exports_or_the_statsd_mapping_makes() -> None:
+    exported = _exported_series() | _mapped_series()
     for query in _dashboard_queries():
         names = set(re.findall(r"\bmlops_\w+", query))
         assert names and names <= exported, (query, names - exported)
@@ -369,6 +372,9 @@ def test_every_dashboard_query_reads_a_metric_the_service_exports() -> None:
         "mlops_serving_requests_total",
         "mlops_serving_latency_seconds_bucket",
         "mlops_serving_canary_weight",
+        "mlops_drift_share",
+        "mlops_performance_realized",
+        "mlops_performance_estimated",
     } <= used
 
 
@@ -377,3 +383,184 @@ def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
         image = service.get("image", "")
         tag = image.rpartition(":")[2] if ":" in image else ""
         assert re.search(r"\d", tag) and tag != "latest", f"{name}: {image!r} has no pinned tag"
+
+
+STATSD_MAPPING = REPO / "docker/statsd-mapping.yml"
+EXPORTER = "statsd-exporter"
+# statsd_exporter's check of a mapping's `match` (pkg/mapper/mapper.go metricLineRE) and of a name.
+MATCH_LINE = re.compile(r"^(\*|[a-zA-Z_][a-zA-Z0-9_\-]*)(\.\*|\.[a-zA-Z0-9_][a-zA-Z0-9_\-]*)*$")
+PROMETHEUS_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+EXPORTER_HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")  # Go's client has no _created series
+
+
+def _statsd_mappings() -> list[dict[str, Any]]:
+    config = yaml.safe_load(STATSD_MAPPING.read_text())
+    assert config["defaults"]["match_type"] == "glob"
+    return config["mappings"]
+
+
+def _glob(match: str) -> re.Pattern[str]:
+    """statsd_exporter's glob: each ``*`` stands for (part of) one dot-separated component."""
+    return re.compile("^" + re.escape(match).replace(r"\*", "([^.]*)") + "$")
+
+
+def _mapping_for(name: str) -> dict[str, Any] | None:
+    """The mapping statsd_exporter applies to a StatsD name: the first that matches, in file order."""
+    return next((m for m in _statsd_mappings() if _glob(m["match"]).match(name)), None)
+
+
+def _mapped_series() -> set[str]:
+    """Every series name the exporter's mappings make (a timer mapped to a histogram has three)."""
+    return {
+        mapping["name"] + suffix
+        for mapping in _statsd_mappings()
+        for suffix in (EXPORTER_HISTOGRAM_SUFFIXES if "observer_type" in mapping else ("",))
+    }
+
+
+def _metrics_env(compose: dict[str, Any]) -> dict[str, str]:
+    """Airflow's ``[metrics]`` settings that every Airflow component of the stack shares."""
+    env = compose["x-airflow"]["environment"]
+    return {name: value for name, value in env.items() if name.startswith("AIRFLOW__METRICS__")}
+
+
+def _emitted_stats(compose: dict[str, Any]) -> list[str]:
+    """The StatsD names the monitoring checks send: names.STAT_* behind Airflow's statsd_prefix."""
+    from airflow_mlops_provider.core import names
+
+    prefix = _metrics_env(compose)["AIRFLOW__METRICS__STATSD_PREFIX"]
+    return [f"{prefix}.{value}" for attr, value in vars(names).items() if attr.startswith("STAT_")]
+
+
+def _exporter_flags(compose: dict[str, Any]) -> dict[str, str]:
+    return dict(flag.split("=", 1) for flag in compose["services"][EXPORTER]["command"])
+
+
+def test_airflow_sends_its_statsd_metrics_with_tags_to_the_exporter(compose: dict[str, Any]) -> None:
+    from airflow.configuration import retrieve_configuration_description
+
+    env, flags = _metrics_env(compose), _exporter_flags(compose)
+    options = retrieve_configuration_description(include_providers=False)["metrics"]["options"]
+    assert {name.removeprefix("AIRFLOW__METRICS__").lower() for name in env} <= set(options)
+    for name, service in _airflow_services(compose).items():
+        assert env.items() <= service["environment"].items(), name
+    assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
+    # Plain StatsD sends tags only InfluxDB-style (name,tag=value), a style the exporter parses.
+    assert env["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] == "True"
+    assert "--no-statsd.parse-influxdb-tags" not in flags
+    host, port = env["AIRFLOW__METRICS__STATSD_HOST"], env["AIRFLOW__METRICS__STATSD_PORT"]
+    assert host == EXPORTER and flags["--statsd.listen-udp"] == f":{port}"
+    # The exporter's name resolves when a component's StatsD client starts.
+    for name in set(_airflow_services(compose)) - {"airflow-init", "seed"}:
+        assert compose["services"][name]["depends_on"][EXPORTER]["condition"] == "service_started", name
+    mount = f"./{STATSD_MAPPING.relative_to(REPO)}:{flags['--statsd.mapping-config']}:ro"
+    assert mount in compose["services"][EXPORTER]["volumes"]
+    config = yaml.safe_load((REPO / "docker/prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "statsd"]
+    assert job["static_configs"][0]["targets"] == [f"{EXPORTER}{flags['--web.listen-address']}"]
+    assert compose["services"]["prometheus"]["depends_on"][EXPORTER]["condition"] == "service_started"
+
+
+def test_the_statsd_mapping_names_every_metric_the_monitoring_checks_send(compose: dict[str, Any]) -> None:
+    mappings = _statsd_mappings()
+    for mapping in mappings:
+        assert MATCH_LINE.match(mapping["match"]), mapping
+        assert PROMETHEUS_NAME.match(mapping["name"]) and mapping["name"].startswith("mlops_"), mapping
+        assert mapping["help"], mapping
+    found = {stat: _mapping_for(stat) for stat in _emitted_stats(compose)}
+    assert None not in found.values(), [stat for stat, mapping in found.items() if mapping is None]
+    used = [mapping["name"] for mapping in found.values() if mapping]
+    assert len(set(used)) == len(used) == len(mappings)  # one name per metric, no mapping unused
+
+
+class _Exporter:
+    """statsd_exporter's reading of StatsD lines (InfluxDB tags, glob mappings), kept as the last
+    value of each series: a gauge is set, or moved by a signed value; a timer is observed in seconds."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.series: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        self.unmapped: set[str] = set()
+
+    def read(self, datagram: bytes) -> None:
+        for line in datagram.decode().splitlines():
+            head, _, sample = line.partition(":")
+            name, *tags = head.split(",")
+            value, kind = sample.split("|")[:2]
+            mapping = _mapping_for(name)
+            if mapping is None:  # Airflow's own metrics keep the exporter's default names
+                self.unmapped |= {name} if name.startswith(f"{self.prefix}.mlops.") else set()
+                continue
+            key = (mapping["name"], frozenset(tuple(tag.split("=", 1)) for tag in tags))
+            assert kind == ("ms" if "observer_type" in mapping else "g"), line
+            if kind == "ms":
+                self.series[key] = float(value) / 1000.0
+            else:
+                relative = value[0] in "+-"
+                self.series[key] = (self.series.get(key, 0.0) if relative else 0.0) + float(value)
+
+
+@pytest.fixture
+def statsd_listener(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A UDP socket on 127.0.0.1 that Airflow's StatsD client sends to, configured as in the stack."""
+    import statsd  # noqa: F401  the client of Airflow's statsd_on: apache-airflow-task-sdk[statsd]
+    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.observability import stats
+    from airflow.sdk.observability.metrics import stats_utils
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(30)
+        env = _metrics_env(compose) | {
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(listener.getsockname()[1]),
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        legacy = conf.getboolean("metrics", "legacy_names_on")
+        stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=legacy)
+        yield listener
+        stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
+
+
+def test_the_monitoring_checks_gauges_reach_prometheus_names_and_labels_through_airflows_statsd_client(
+    compose: dict[str, Any], statsd_listener: socket.socket
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_mlops_provider.operators import drift, performance
+
+    result = SimpleNamespace(share=0.25, drift=True, drifted_columns=["age", "bmi"], unknown_columns=["bp"])
+    drift._emit_stats("cancer", SimpleNamespace(result=result, timings={"features_s": 1.5}))
+    performance._emit_stats(
+        "diabetes",
+        {
+            "degraded": True,
+            "estimated": {"roc_auc": {"value": 0.8125}},
+            "windows": [
+                {"labels": {"labelled": 120}, "realized": {"roc_auc": {"value": 0.75}, "r2": {"value": -0.5}}}
+            ],
+        },
+    )
+    cancer, diabetes = {("pipeline", "cancer")}, {("pipeline", "diabetes")}
+    expected = {
+        ("mlops_drift_share", frozenset(cancer)): 0.25,
+        ("mlops_drift_detected", frozenset(cancer)): 1.0,
+        ("mlops_drift_columns", frozenset(cancer)): 2.0,
+        ("mlops_drift_unknown_columns", frozenset(cancer)): 1.0,
+        ("mlops_drift_duration_seconds", frozenset(cancer)): 1.5,
+        ("mlops_performance_degraded", frozenset(diabetes)): 1.0,
+        ("mlops_performance_labelled_rows", frozenset(diabetes)): 120.0,
+        ("mlops_performance_estimated", frozenset(diabetes | {("metric", "roc_auc")})): 0.8125,
+        ("mlops_performance_realized", frozenset(diabetes | {("metric", "roc_auc")})): 0.75,
+        # StatsD cannot set a gauge below zero in one line: the client sends 0, then -0.5 as a move.
+        ("mlops_performance_realized", frozenset(diabetes | {("metric", "r2")})): -0.5,
+    }
+    exporter = _Exporter(_metrics_env(compose)["AIRFLOW__METRICS__STATSD_PREFIX"])
+    while exporter.series != expected:
+        try:
+            exporter.read(statsd_listener.recv(65535))
+        except TimeoutError:
+            break
+    assert exporter.series == expected and not exporter.unmapped

@@ -60,16 +60,16 @@ def predict_table(model: TabularModel, table: pa.Table) -> pa.Table:
     missing = [c for c in model.feature_columns if c not in table.column_names]
     if missing:
         raise ScoringError(f"Feature columns {missing} of the model are missing from the data")
-    frame = table.select(model.feature_columns).to_pandas()
-    columns: dict[str, Any] = {PREDICTION: _labels(model.predict(frame))}
-    if model.task == "classification":
-        proba = model.predict_proba(frame)
+    scores = model.score_table(table)
+    columns: dict[str, Any] = {PREDICTION: prediction_array(scores.predictions)}
+    if scores.probabilities is not None:
         for i, label in enumerate(model.classes or ()):
-            columns[f"proba_{label}"] = pa.array(proba[:, i], type=pa.float64())
+            columns[f"proba_{label}"] = pa.array(scores.probabilities[:, i], type=pa.float64())
     return pa.table(columns)
 
 
-def _labels(values: np.ndarray) -> pa.Array:
+def prediction_array(values: np.ndarray) -> pa.Array:
+    """Predictions as an Arrow array (labels of mixed types as text)."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

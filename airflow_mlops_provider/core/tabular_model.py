@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -105,32 +106,35 @@ class Preprocessor:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` into a float32 matrix of shape (rows, width)."""
-        missing = [c for c in self.columns if c not in frame.columns]
+        self._check_columns(frame.columns)
+        return self._encode(_FrameColumns(frame), len(frame))
+
+    def transform_table(self, table: pa.Table) -> np.ndarray:
+        """:meth:`transform` for an Arrow table, without converting it to pandas: the same matrix."""
+        self._check_columns(table.column_names)
+        return self._encode(_TableColumns(table), table.num_rows)
+
+    def _check_columns(self, present: Iterable[str]) -> None:
+        names = set(present)
+        missing = [c for c in self.columns if c not in names]
         if missing:
             raise TabularModelError(f"Input is missing feature columns {missing}")
-        rows = len(frame)
+
+    def _encode(self, columns: _Columns, rows: int) -> np.ndarray:
+        """The one encoding of both input forms: standardised numbers and date parts, then one-hots."""
         out = np.zeros((rows, self.width), dtype=np.float32)
         pos = 0
-        for column, moments in self.numeric.items():
-            values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
-            out[:, pos] = _standardise(values, moments)
-            pos += 1
+        if self.numeric:
+            means, stds = np.array(list(self.numeric.values()), dtype=np.float64).T
+            pos = len(self.numeric)
+            out[:, :pos] = _standardise(columns.numbers(list(self.numeric)), means, stds)
         for column, parts in self.dates.items():
-            derived = date_parts(_arrow_dates(frame[column]))
+            derived = date_parts(_arrow_dates(columns.series(column)))
             for part, moments in parts.items():
-                out[:, pos] = _standardise(derived[part], moments)
+                out[:, pos] = _standardise(derived[part], *moments)
                 pos += 1
         for column, categories in self.categorical.items():
-            lookup = {value: i for i, value in enumerate(categories)}
-            series = frame[column]
-            codes = np.array(
-                [
-                    len(categories) if v is None or v != v else lookup.get(str(v), len(categories))
-                    for v in series
-                ],
-                dtype=np.int64,
-            )
-            out[np.arange(rows), pos + codes] = 1.0
+            out[np.arange(rows), pos + _category_codes(columns.values(column), categories)] = 1.0
             pos += len(categories) + 1
         return out
 
@@ -181,6 +185,13 @@ class TabularSpec:
         if data.get("format_version") not in READABLE_FORMATS:
             raise TabularModelError(f"Unsupported tabular model format {data.get('format_version')!r}")
         return cls(**{**data, "preprocessor": Preprocessor.from_dict(data["preprocessor"])})
+
+
+class Scores(NamedTuple):
+    """A model's outputs for some rows: labels or values, and class probabilities (classifiers)."""
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
 
 
 def build_network(inputs: int, outputs: int, hidden: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
@@ -290,29 +301,40 @@ class TabularModel:
         ).unsqueeze(1)
 
     # --- inference ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _outputs(self, frame: pd.DataFrame) -> torch.Tensor:
-        was_training = self.network.training
-        self.network.eval()
-        try:
-            return cast(torch.Tensor, self.network(self.encode_features(frame)))
-        finally:
-            self.network.train(was_training)
-
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Class labels (classification) or values (regression), one per row."""
-        out = self._outputs(frame)
-        if self.task == "classification":
-            labels = np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)
-            return cast(np.ndarray, labels[out.argmax(dim=1).numpy()])
-        values = out.squeeze(1).double().numpy()
-        return cast(np.ndarray, values * self.spec.target_std + self.spec.target_mean)
+        return self._predictions(self._forward(self.spec.preprocessor.transform(frame)))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in :attr:`classes` order (classification only)."""
         if self.task != "classification":
             raise TabularModelError("predict_proba is only defined for classification models")
-        return torch.softmax(self._outputs(frame), dim=1).double().numpy()
+        return _probabilities(self._forward(self.spec.preprocessor.transform(frame)))
+
+    def score_table(self, table: pa.Table) -> Scores:
+        """:meth:`predict` and :meth:`predict_proba` of an Arrow table in one forward pass, without pandas."""
+        out = self._forward(self.spec.preprocessor.transform_table(table))
+        proba = _probabilities(out) if self.task == "classification" else None
+        return Scores(self._predictions(out), proba)
+
+    def _forward(self, features: np.ndarray) -> torch.Tensor:
+        """The network's outputs in eval mode (its training mode is restored afterwards)."""
+        was_training = self.network.training
+        if was_training:
+            self.network.eval()
+        try:
+            with torch.inference_mode():
+                return cast(torch.Tensor, self.network(torch.from_numpy(features)))
+        finally:
+            if was_training:
+                self.network.train()
+
+    def _predictions(self, out: torch.Tensor) -> np.ndarray:
+        if self.task == "classification":
+            labels = np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)
+            return cast(np.ndarray, labels[out.argmax(dim=1).numpy()])
+        values = out.squeeze(1).double().numpy()
+        return cast(np.ndarray, values * self.spec.target_std + self.spec.target_mean)
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -359,11 +381,101 @@ def _moments(values: np.ndarray, column: str) -> tuple[float, float]:
     return float(finite.mean()), std if std > 0 else 1.0
 
 
-def _standardise(values: np.ndarray, moments: tuple[float, float]) -> np.ndarray:
-    """Scaled values; missing ones become the mean (0)."""
-    mean, std = moments
+def _standardise(values: np.ndarray, mean: float | np.ndarray, std: float | np.ndarray) -> np.ndarray:
+    """Scaled values (column-wise for a matrix); missing ones become the mean (0)."""
     scaled = (values - mean) / std
     return np.where(np.isfinite(scaled), scaled, 0.0)
+
+
+def _probabilities(out: torch.Tensor) -> np.ndarray:
+    return torch.softmax(out, dim=1).double().numpy()
+
+
+def _category_codes(values: Iterable[Any], categories: list[str]) -> np.ndarray:
+    """Each value's index in ``categories`` by its text; missing and unseen values get the last slot."""
+    lookup = {value: i for i, value in enumerate(categories)}
+    unseen = len(categories)
+    codes = [unseen if v is None or v != v else lookup.get(str(v), unseen) for v in values]
+    return np.array(codes, dtype=np.int64)
+
+
+def _series_numbers(series: pd.Series) -> np.ndarray:
+    return np.asarray(pd.to_numeric(series, errors="coerce").astype("float64").to_numpy())
+
+
+class _Columns(Protocol):
+    """A feature column in the forms :meth:`Preprocessor._encode` reads."""
+
+    def numbers(self, columns: list[str]) -> np.ndarray: ...  # (rows, columns) float64, NaN: missing
+    def series(self, column: str) -> pd.Series: ...
+    def values(self, column: str) -> Iterable[Any]: ...  # the values pandas holds, for their text
+
+
+@dataclass(frozen=True)
+class _FrameColumns:
+    frame: pd.DataFrame
+
+    def numbers(self, columns: list[str]) -> np.ndarray:
+        return np.column_stack([_series_numbers(self.frame[column]) for column in columns])
+
+    def series(self, column: str) -> pd.Series:
+        return self.frame[column]
+
+    def values(self, column: str) -> Iterable[Any]:
+        return cast(Iterable[Any], self.frame[column])
+
+
+@dataclass(frozen=True)
+class _TableColumns:
+    """An Arrow table read as its pandas conversion would read, converting only what needs pandas
+    (date columns, and columns of types whose pandas values differ from Arrow's Python ones)."""
+
+    table: pa.Table
+
+    def numbers(self, columns: list[str]) -> np.ndarray:
+        data = self.table.select(columns)
+        if all(pa.types.is_float64(kind) for kind in data.schema.types):  # one copy for all columns
+            batches = data.combine_chunks().to_batches()
+            if batches:
+                return np.asarray(batches[0].to_tensor(null_to_nan=True), dtype=np.float64)
+        return np.column_stack([self._numbers(column) for column in data.columns])
+
+    @staticmethod
+    def _numbers(data: pa.ChunkedArray) -> np.ndarray:
+        if _is_any(data.type, _NUMBER_TYPES):
+            return _floats(data)
+        return _series_numbers(data.to_pandas())
+
+    def series(self, column: str) -> pd.Series:
+        return self.table.column(column).to_pandas()
+
+    def values(self, column: str) -> Iterable[Any]:
+        data = self.table.column(column)
+        if pa.types.is_float64(data.type) or (pa.types.is_integer(data.type) and data.null_count):
+            return _floats(data)  # pandas holds integers with nulls as floats too
+        if _is_any(data.type, _PLAIN_TYPES):
+            return cast(list[Any], data.to_pylist())  # whose text equals that of the pandas values
+        return cast(Iterable[Any], data.to_pandas())
+
+
+_TypeCheck = Callable[[pa.DataType], bool]
+# Arrow types whose cast to float64 equals pandas' float64 of them, and whose Python values print as
+# pandas' values do (integers with nulls aside: pandas holds those as floats).
+_NUMBER_TYPES: tuple[_TypeCheck, ...] = (
+    pa.types.is_integer, pa.types.is_float32, pa.types.is_float64, pa.types.is_boolean,
+)  # fmt: skip
+_PLAIN_TYPES: tuple[_TypeCheck, ...] = (
+    pa.types.is_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null,
+)  # fmt: skip
+
+
+def _is_any(kind: pa.DataType, checks: tuple[_TypeCheck, ...]) -> bool:
+    return any(check(kind) for check in checks)
+
+
+def _floats(data: pa.ChunkedArray) -> np.ndarray:
+    """float64 values, NaN where null."""
+    return np.asarray(pc.cast(data, pa.float64(), safe=False).to_numpy(), dtype=np.float64)
 
 
 def _is_date(series: pd.Series) -> bool:

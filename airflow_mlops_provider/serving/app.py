@@ -27,7 +27,7 @@ from fastapi import BackgroundTasks, Body, FastAPI, Header, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from airflow_mlops_provider.core.scoring import PREDICTION, predict_table
+from airflow_mlops_provider.core.scoring import prediction_array
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.tracking import TrackingSettings
 from airflow_mlops_provider.serving.metrics import ServingMetrics
@@ -192,13 +192,14 @@ def _answer(
 
 
 def _outputs(served: Served, table: pa.Table) -> tuple[list[Any], list[dict[str, float]] | None]:
-    """The model's predictions for ``table`` (as batch scoring computes them) and class probabilities."""
-    scored = predict_table(served.model, table)
-    predictions = scored.column(PREDICTION).to_pylist()
-    if served.model.task != "classification":
+    """The model's predictions for ``table`` and class probabilities: one forward pass, no pandas,
+    the same values as batch scoring (:func:`~airflow_mlops_provider.core.scoring.predict_table`)."""
+    scores = served.model.score_table(table)
+    predictions = prediction_array(scores.predictions).to_pylist()
+    if scores.probabilities is None:
         return predictions, None
-    columns = [(str(c), scored.column(f"proba_{c}").to_pylist()) for c in served.model.classes or []]
-    return predictions, [{name: values[i] for name, values in columns} for i in range(len(predictions))]
+    names = [str(c) for c in served.model.classes or []]
+    return predictions, [dict(zip(names, row, strict=True)) for row in scores.probabilities.tolist()]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The request body holds ``{"rows": [{column: value, ...}, ...]}`` (or ``dataframe
 ``mlflow models serve`` takes it). Each feature column must be present in every row (``null`` is a
 missing value, as in a snapshot); numeric columns take numbers, booleans or ``null``; other
 columns take scalars. Extra columns are ignored. The table goes through
-:func:`~airflow_mlops_provider.core.scoring.predict_table`, so answers equal batch scoring.
+:meth:`~airflow_mlops_provider.core.tabular_model.TabularModel.score_table`, the path batch scoring
+(:func:`~airflow_mlops_provider.core.scoring.predict_table`) takes, so answers equal batch scoring.
 """
 
 from __future__ import annotations
@@ -59,26 +60,38 @@ def rows_to_table(model: TabularModel, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _column(rows: list[dict[str, Any]], column: str) -> list[Any]:
-    missing = [i for i, row in enumerate(rows) if column not in row]
-    if missing:
-        raise InputError(column, f"Feature column {column!r} is missing from row(s) {missing[:10]}")
-    return [row[column] for row in rows]
+    try:
+        return [row[column] for row in rows]
+    except KeyError:
+        missing = [i for i, row in enumerate(rows) if column not in row]
+        raise InputError(column, f"Feature column {column!r} is missing from row(s) {missing[:10]}") from None
 
 
 def _numeric(column: str, values: list[Any]) -> pa.Array:
+    try:  # Arrow converts numbers and nulls in one call; anything else takes the checks below
+        return pa.array(values, type=pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
     out: list[float | None] = []
     for i, value in enumerate(values):
         if value is not None and (isinstance(value, str) or not isinstance(value, int | float)):
             raise InputError(column, f"Column {column!r} is numeric; row {i} holds {value!r}")
-        out.append(None if value is None else float(value))
+        try:
+            out.append(None if value is None else float(value))
+        except OverflowError:
+            raise InputError(column, f"Column {column!r}: row {i} holds a number too large") from None
     return pa.array(out, type=pa.float64())
 
 
 def _scalars(column: str, values: list[Any]) -> pa.Array:
-    for i, value in enumerate(values):
-        if isinstance(value, dict | list):
-            raise InputError(column, f"Column {column!r} takes a single value; row {i} holds {value!r}")
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None
+    if array is None or pa.types.is_nested(array.type):
+        for i, value in enumerate(values):
+            if isinstance(value, dict | list):
+                raise InputError(column, f"Column {column!r} takes a single value; row {i} holds {value!r}")
+    if array is None:
+        array = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    return array

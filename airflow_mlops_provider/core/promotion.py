@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +121,7 @@ def gate_and_register(
     )
     if existing is not None:
         record.created_at, record.history = existing.created_at, existing.history
-    _store(client, record, artifact_uri, registration.tags)
+    store_decision(client, record, artifact_uri, registration.tags)
     # Concurrent runs may each set `challenger`: the latest one wins, no read-back needed.
     registry.set_alias(client, model_name, names.CHALLENGER, version)
     return summary(record, uri, evaluation, artifact_uri)
@@ -136,7 +136,9 @@ def _decision_tags(uri: str, verdict: str, status: str, reasons: list[str]) -> d
     }
 
 
-def _store(client: Any, record: DecisionRecord, artifact_uri: str, known_tags: Mapping[str, str]) -> str:
+def store_decision(
+    client: Any, record: DecisionRecord, artifact_uri: str, known_tags: Mapping[str, str]
+) -> str:
     """Store the record and update the version's decision tags that changed."""
     with registry._step(f"storing the decision record of run {record.source_run_id}", client):
         uri = store_record(client, record, artifact_uri)
@@ -190,6 +192,39 @@ def _approval(record: DecisionRecord, approval: Mapping[str, Any]) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class OpenDecision:
+    """A passing decision's record, read for an update: ``store()`` writes it back with its tags."""
+
+    client: Any
+    record: DecisionRecord
+    artifact_uri: str
+    store: Callable[[], str]
+
+
+def open_decision(settings: TrackingSettings, decision: Mapping[str, Any]) -> OpenDecision:
+    """The record of a decision (the gate's summary) that passed; :class:`PromotionRefused` otherwise."""
+    client = settings.client()
+    model_name, version = decision["model_name"], str(decision["version"])
+    if decision.get("verdict") != "pass":
+        raise PromotionRefused(
+            f"{model_name} v{version}: the gate said {decision.get('verdict')!r} "
+            f"({'; '.join(decision.get('reasons') or [])}); champion not moved"
+        )
+    run_id = decision["source_run_id"]
+    artifact_uri = decision.get("run_artifact_uri") or registry.get_run(client, run_id).info.artifact_uri
+    with registry._step(f"reading the decision record of run {run_id}", client):
+        record = load_record(client, artifact_uri, model_name)
+    if record is None or record.version != version:
+        raise PromotionRefused(f"{model_name} v{version}: no decision record for run {run_id}")
+    known = _decision_tags(
+        record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
+    )
+    return OpenDecision(
+        client, record, artifact_uri, partial(store_decision, client, record, artifact_uri, known)
+    )
+
+
 def promote(
     settings: TrackingSettings,
     decision: Mapping[str, Any],
@@ -209,23 +244,9 @@ def promote(
     (unreachable MLflow, unloadable artifacts) with nothing moved.
     """
     load = _loader(loader)
-    client = settings.client()
-    model_name, version = decision["model_name"], str(decision["version"])
-    if decision.get("verdict") != "pass":
-        raise PromotionRefused(
-            f"{model_name} v{version}: the gate said {decision.get('verdict')!r} "
-            f"({'; '.join(decision.get('reasons') or [])}); champion not moved"
-        )
-    run_id = decision["source_run_id"]
-    artifact_uri = decision.get("run_artifact_uri") or registry.get_run(client, run_id).info.artifact_uri
-    with registry._step(f"reading the decision record of run {run_id}", client):
-        record = load_record(client, artifact_uri, model_name)
-    if record is None or record.version != version:
-        raise PromotionRefused(f"{model_name} v{version}: no decision record for run {run_id}")
-    known = _decision_tags(
-        record_uri(artifact_uri, model_name), record.verdict, record.status, record.reasons
-    )
-    store = partial(_store, client, record, artifact_uri, known)
+    opened = open_decision(settings, decision)
+    client, record, store = opened.client, opened.record, opened.store
+    model_name, version, artifact_uri = record.model_name, record.version, opened.artifact_uri
     if record.status == "promoted" and registry.alias_number(client, model_name, names.CHAMPION) == version:
         return _result(record, True, [], record_uri(artifact_uri, model_name))
     rolled_back = registry.get_version(client, model_name, version).tags.get(names.TAG_ROLLED_BACK)
@@ -234,7 +255,7 @@ def promote(
             f"{model_name} v{version} was rolled back ({rolled_back}); re-running its old promotion "
             "must not undo that. Train and gate a new run, or set the alias by hand"
         )
-    _check_approval(record, approval, store)
+    check_approval(record, approval, store)
 
     expected = record.champion_version_at_eval
     verify: registry.Verifier = lambda uri: load(uri, settings)  # noqa: E731
@@ -267,7 +288,7 @@ def promote(
     )
 
 
-def _check_approval(
+def check_approval(
     record: DecisionRecord, approval: Mapping[str, Any] | None, store: Callable[[], str]
 ) -> None:
     """Record the human approval, when given; a decision that required one and did not get it is
@@ -322,7 +343,7 @@ def record_rejection(
     who = (record.approval.get("by") or {}).get("name") or "a reviewer"
     record.status = "rejected"
     record.reasons = [*record.reasons, f"promotion rejected by {who}; champion not moved"]
-    return _store(client, record, artifact_uri, known)
+    return store_decision(client, record, artifact_uri, known)
 
 
 def _reevaluate(

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 ARTIFACT_DIR = "decision_record"
-STATUSES = ("rejected", "awaiting_approval", "approved", "promoted", "already_champion", "superseded")
+STATUSES = (
+    "rejected", "awaiting_approval", "approved", "rolling_out", "rolled_back", "promoted",
+    "already_champion", "superseded",
+)  # fmt: skip
 _MARKDOWN_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
 
 
@@ -58,6 +61,7 @@ class DecisionRecord:
     alias_changes: list[dict[str, Any]] = field(default_factory=list)
     previous_champion: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    rollout: list[dict[str, Any]] = field(default_factory=list)  # {"at", "event", "text", ...} per step
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
     schema_version: int = SCHEMA_VERSION
@@ -109,6 +113,11 @@ class DecisionRecord:
         lines += ["", "**Reasons**", ""] + [f"- {r}" for r in self.reasons]
         if self.approval:
             lines += ["", f"**Approval**: {_approval_text(self.approval)}"]
+        if self.rollout:
+            lines += ["", "**Rollout**", ""]
+            lines += [
+                f"- {entry.get('at')}: {markdown_text(str(entry.get('text')))}" for entry in self.rollout
+            ]
         if self.alias_changes:
             lines += ["", "**Alias changes**", ""]
             lines += [
@@ -134,6 +143,9 @@ class DecisionRecord:
             f"<li><code>{esc(c['alias'])}</code>: {esc(_opt(c.get('before')))} &rarr; "
             f"{esc(_opt(c.get('after')))}</li>"
             for c in self.alias_changes
+        )
+        rollout = "".join(
+            f"<li>{esc(str(e.get('at')))}: {esc(str(e.get('text')))}</li>" for e in self.rollout
         )
         champ = self.champion
         facts = [
@@ -166,7 +178,8 @@ class DecisionRecord:
             "<h2>Metrics</h2><table><tr><th>metric</th><th>challenger</th><th>champion</th></tr>"
             f"{rows}</table><h2>Checks</h2><table><tr><th>check</th><th>metric</th><th>slice</th>"
             f"<th>challenger</th><th>champion</th><th>bound</th><th>result</th></tr>{checks}</table>"
-            f"<h2>Alias changes</h2><ul>{changes or '<li>none</li>'}</ul>"
+            + (f"<h2>Rollout</h2><ul>{rollout}</ul>" if rollout else "")
+            + f"<h2>Alias changes</h2><ul>{changes or '<li>none</li>'}</ul>"
             f"<p><small>record schema {self.schema_version}, created {esc(self.created_at)}, "
             f"updated {esc(self.updated_at)}</small></p></body></html>"
         )

@@ -41,6 +41,7 @@ TAG_MONITORING_KIND = "mlops.monitoring_kind"  # drift or performance, on monito
 # Rollout policy, as registered-model tags the prediction service follows.
 TAG_CANARY_WEIGHT = "mlops.canary_weight"  # percent of requests the canary answers
 TAG_SHADOW = "mlops.shadow"  # "canary": the canary scores a copy of every request
+TAG_ROLLOUT = "mlops.rollout"  # the rollout in progress (JSON), on the registered model
 
 # Metric prefix (+ split) of the rows a training run dropped for lack of a label.
 METRIC_MISSING_TARGET = "missing_target_dropped_"

@@ -30,11 +30,16 @@ class Served:
 
 
 class ModelSlot:
-    """The model currently behind ``model_name@alias``."""
+    """The model currently behind ``model_name@alias``.
 
-    def __init__(self, model_name: str, alias: str) -> None:
+    When the alias disappears, a slot that ``keeps`` its model serves on (the champion: better the
+    last version than none); one that does not drops it (a canary whose rollout ended).
+    """
+
+    def __init__(self, model_name: str, alias: str, *, keeps: bool = True) -> None:
         self.model_name = model_name
         self.alias = alias
+        self.keeps = keeps
         self.load_failures = 0
         self.last_error: str | None = None
         self._served: Served | None = None
@@ -64,7 +69,11 @@ class ModelSlot:
         version = alias_number(settings.client(), self.model_name, self.alias)
         if version is None:
             self.last_error = f"model {self.model_name!r} has no alias {self.alias!r}"
-            return False
+            dropped = not self.keeps and self._served is not None
+            if dropped:
+                self._served = None
+                log.info("%s@%s is gone: no longer serving it", self.model_name, self.alias)
+            return dropped
         served = self._served
         if served is not None and served.version == version:
             return False

@@ -42,7 +42,7 @@ class PipelineTraffic:
     def __init__(self, model_name: str, alias: str) -> None:
         self.primary = ModelSlot(model_name, alias)
         # a pipeline that serves the canary alias itself has no canary of its own
-        self.canary = ModelSlot(model_name, CANARY) if alias != CANARY else None
+        self.canary = ModelSlot(model_name, CANARY, keeps=False) if alias != CANARY else None
         self.router = Router({alias: 100.0})
         self.canary_weight = 0.0
 

@@ -36,6 +36,9 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": _MLOPS, "python-modules": _operator_modules()},
         ],
+        "triggers": [
+            {"integration-name": _MLOPS, "python-modules": ["airflow_mlops_provider.triggers.rollout"]},
+        ],
         "extra-links": _extra_links(),
         "notifications": [f"airflow_mlops_provider.notifications.{path}" for path in NOTIFIERS],
         "connection-types": [
@@ -106,6 +109,7 @@ OPERATOR_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "promote",
+    "rollout",
     "approve",
 )
 NOTIFIERS: tuple[str, ...] = ("pipeline.PipelineNotifier",)

@@ -7,7 +7,7 @@ here runs at parse time in the dag-processor, so it imports only the stdlib, pyd
 retrain_<name>  (cron OR new-data, drift or performance asset; one run at a time)::
 
     record_trigger_cause ─► ingest ─► check_unchanged ─► validate ─► train[grid] ─► select_best
-                                                   ─► evaluate ─► gate ─► [approve] ─► promote
+                                    ─► evaluate ─► gate ─► [approve] ─► promote | rollout (canary, shadow)
 
 monitor_<name>  (cron; each run reads the live rows of its data interval)::
 
@@ -83,11 +83,7 @@ def retrain_schedule(config: PipelinePlan) -> Any:
 def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
     from airflow_mlops_provider.operators.evaluate import EvaluateChallengerOperator
     from airflow_mlops_provider.operators.ingest import IngestSnapshotOperator
-    from airflow_mlops_provider.operators.promote import (
-        GateChallengerOperator,
-        PromoteModelOperator,
-        promotion_pool,
-    )
+    from airflow_mlops_provider.operators.promote import GateChallengerOperator
     from airflow_mlops_provider.operators.validate import ValidateSnapshotOperator
 
     common = _common(config)
@@ -186,24 +182,41 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
                 doc_md=docs.TASKS["approve"],
             )
             approval = approve.output
-        PromoteModelOperator(
-            task_id="promote",
-            decision=gate.output,
-            approval=approval,
-            mlflow_conn_id=config.mlflow_conn_id,
-            aws_conn_id=config.aws_conn_id,
-            pool=promotion_pool(config.registered_model_name),
-            outlets=[champion_asset(config)],
-            on_success_callback=notifier(
-                config.name, "promotion", config.notifications.on_promotion, decision_task_id=gate.task_id
-            ),
-            doc_md=docs.TASKS["promote"],
-        )
+        _promotion(config, gate, approval)
         # Data edges (ingest -> ..., train -> select_best -> evaluate -> gate -> [approve] -> promote,
         # record_trigger_cause/validate -> gate) come from the XComArgs above; these are the ordering ones.
         cause >> ingest
         check >> validate >> train
     return dag
+
+
+def _promotion(config: PipelinePlan, gate: Any, approval: Any) -> Any:
+    """``promote`` (the champion moves at once), or ``rollout`` through canary or shadow steps."""
+    from airflow_mlops_provider.operators.promote import PromoteModelOperator, promotion_pool
+
+    kwargs: dict[str, Any] = dict(
+        decision=gate.output,
+        approval=approval,
+        mlflow_conn_id=config.mlflow_conn_id,
+        aws_conn_id=config.aws_conn_id,
+        pool=promotion_pool(config.registered_model_name),
+        outlets=[champion_asset(config)],
+        on_success_callback=notifier(
+            config.name, "promotion", config.notifications.on_promotion, decision_task_id=gate.task_id
+        ),
+    )
+    if config.rollout["strategy"] == "direct":
+        return PromoteModelOperator(task_id="promote", doc_md=docs.TASKS["promote"], **kwargs)
+    from airflow_mlops_provider.operators.rollout import RolloutModelOperator
+
+    return RolloutModelOperator(
+        task_id="rollout",
+        rollout=config.rollout,
+        pipeline=config.name,
+        execution_timeout=timedelta(seconds=config.rollout_s + config.defaults.timeout),
+        doc_md=docs.TASKS["rollout"],
+        **kwargs,
+    )
 
 
 def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, Any]:

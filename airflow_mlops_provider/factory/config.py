@@ -29,6 +29,7 @@ from pydantic import (
 from airflow_mlops_provider.core.drift.config import DriftConfig
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS, DEFAULT_ENTRY_POINT, DEFAULT_FRACTIONS
 from airflow_mlops_provider.core.paths import check_model_name
+from airflow_mlops_provider.core.rollout.config import RolloutConfig, parse_rollout
 from airflow_mlops_provider.core.training.hyperparameters import schema_for
 from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.factory.plan import PipelinePlan
@@ -608,6 +609,19 @@ def _performance(value: Any) -> Any:
 
 
 PerformanceSettings = Annotated[dict[str, Any], AfterValidator(_performance)]
+_ROLLOUT_DURATIONS = ("hold", "max_step_wait", "poll")
+
+
+def _rollout(value: Any) -> Any:
+    """Validate the rollout settings with the rollout's own schema; durations may be written '5m'."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of rollout settings, got {value!r}")
+    value = {k: _seconds(v) if k in _ROLLOUT_DURATIONS else v for k, v in value.items()}
+    _check_with(RolloutConfig, value)
+    return value
+
+
+RolloutSettings = Annotated[dict[str, Any], AfterValidator(_rollout)]
 
 
 class Monitoring(Strict):
@@ -784,6 +798,13 @@ class PipelineConfig(Strict):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     gate: GateSettings = Field(default_factory=dict, description="core.gate.GateConfig fields + on_fail")
     approval: Annotated[Approval, BeforeValidator(_approval)] = Field(default_factory=Approval)
+    rollout: RolloutSettings = Field(
+        default_factory=dict,
+        description=(
+            "How a passing challenger reaches traffic (core.rollout.config.RolloutConfig fields): "
+            "direct, or canary/shadow steps guarded by the prediction service's metrics"
+        ),
+    )
     skip_unchanged: bool = Field(
         default=True,
         description=(
@@ -905,6 +926,8 @@ class PipelineConfig(Strict):
             env=dict(self._env),
         )
         _source_plan(plan["data"]["source"], self.data.source)
+        rollout = parse_rollout(self.rollout)
+        plan.update(rollout=rollout.model_dump(mode="json"), rollout_s=rollout.longest_s)
         split = self.data.split
         plan["data"]["split"].update(
             names=split.names, options=split.model_dump(mode="json", exclude_none=True)

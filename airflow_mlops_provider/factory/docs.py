@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.factory.plan import PipelinePlan
@@ -40,8 +40,24 @@ TASKS: dict[str, str] = {
     "pipeline's performance asset. The trend report is linked on the task.",
     "detect_drift": "Compares the live window with the champion's training snapshot; on drift it emits "
     "the pipeline's drift asset, which triggers `retrain_<name>`.",
-    "rollback": "Restores the `previous_champion` version as `champion`, with the reason recorded.",
+    "rollout": "Rolls the approved version out before it becomes champion: canary steps (a growing "
+    "share of the prediction service's requests) or a shadow (scoring copies), each held while the "
+    "guardrails (error rate, p99 latency, prediction distance) are read from the service; a breach "
+    "rolls back (canary weight 0, champion untouched) and fails the run with the reason.",
+    "rollback": "Undoes a rollout in progress (canary weight 0, champion untouched); otherwise restores "
+    "the `previous_champion` version as `champion`. The reason is recorded.",
 }
+
+
+def _rollout_text(rollout: dict[str, Any]) -> str:
+    strategy = rollout["strategy"]
+    if strategy == "direct":
+        return "direct (the champion alias moves when the gate passes)"
+    steps = ", ".join(f"{w:g}%" for w in rollout["steps"]) if strategy == "canary" else "shadow copies"
+    return (
+        f"{strategy} ({steps}; each step at least {rollout['hold']:g} s and {rollout['min_requests']} "
+        f"requests) guarded by the metrics of {', '.join(rollout['service_urls'])}"
+    )
 
 
 def _header(config: PipelinePlan, title: str, source: str | None) -> list[str]:
@@ -86,6 +102,7 @@ def retrain_dag(config: PipelinePlan, source: str | None) -> str:
         f"timeout {int(training.timeout)} s",
         f"* **gate**: `{json.dumps(config.gate, sort_keys=True)}`; approval "
         f"{'required' if config.approval.enabled else 'off'}",
+        f"* **rollout**: {_rollout_text(config.rollout)}",
         "",
         "Runs skip training and promotion when the data snapshot and the training config are the "
         "ones the champion was trained on. Rollback: trigger "

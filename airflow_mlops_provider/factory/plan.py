@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Self, dataclass_transform, get_args
 from airflow_mlops_provider import __version__
 from airflow_mlops_provider.factory import env as env_rules
 
-PLAN_VERSION = 4
+PLAN_VERSION = 5
 _ENV_REF = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _HERE = Path(__file__).resolve().parent
 _CORE = _HERE.parent / "core"
@@ -48,6 +48,7 @@ _SCHEMA_FILES = (
     _CORE / "names.py",
     _CORE / "drift" / "config.py",
     _CORE / "monitoring" / "config.py",
+    _CORE / "rollout" / "config.py",
     _CORE / "training" / "hyperparameters.py",
     _CORE / "training" / "job.py",
 )
@@ -249,6 +250,8 @@ class PipelinePlan(Section):
     gate: dict[str, Any]  # GateOperator's settings: primary metric filled in, ``on_fail`` removed
     gate_on_fail: str
     approval: ApprovalPlan
+    rollout: dict[str, Any]  # resolved: every RolloutConfig field, durations in seconds
+    rollout_s: float  # resolved: the longest the rollout may take (every step waiting its longest)
     monitoring: MonitoringPlan | None
     triggers: TriggersPlan
     notifications: NotificationsPlan

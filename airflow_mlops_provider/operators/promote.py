@@ -250,7 +250,13 @@ class PromoteModelOperator(MlopsBaseOperator):
 
 
 class RollbackChampionOperator(MlopsBaseOperator):
-    """Move ``champion`` back to ``previous_champion``, recording the reason on the model.
+    """Undo a rollout in progress, or else move ``champion`` back to ``previous_champion``; the reason
+    is recorded on the model.
+
+    A rollout in progress (:class:`~airflow_mlops_provider.operators.rollout.RolloutModelOperator`)
+    is undone first: canary weight 0, ``canary`` alias removed, ``champion`` untouched; the
+    rollout's run fails at its next step. Returns ``{"undone_rollout", "from_version",
+    "to_version", "reason", "actor", "at", "alias_changes"}`` then.
 
     ``previous_champion`` then points at the version that one had replaced (or is removed), so a
     second rollback goes one step further back. A retry of the same task instance repeats
@@ -283,10 +289,18 @@ class RollbackChampionOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops_provider.core.promotion import rollback_champion
+        from airflow_mlops_provider.core.rollout.state import undo
 
         settings = self.mlflow_settings()
         dag_run = context["dag_run"]
         actor = self.actor or getattr(dag_run, "triggering_user_name", None)
+        undone = undo(settings, self.model_name, reason=str(self.reason), actor=actor)
+        if undone is not None:  # the champion did not move: no champion asset event
+            self.log.info(
+                "Undid the rollout of %s v%s; champion stays v%s: %s",
+                self.model_name, undone["from_version"], undone["to_version"], undone["reason"],
+            )  # fmt: skip
+            return undone
         done = rollback_champion(
             settings,
             self.model_name,

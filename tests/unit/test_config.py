@@ -282,3 +282,31 @@ def test_monitoring_windows_labels_and_performance_are_resolved_in_the_plan():
     )
     assert plain.plan().monitoring.performance is None  # no labels, no settings: not measured
     assert plain.plan().monitoring.window.length == 1800
+
+
+def test_rollout_settings_reach_the_plan_and_the_retrain_dag(tmp_path: Path):
+    from airflow_mlops_provider.factory.builder import build_pipeline
+
+    direct = build_pipeline(parse_pipeline(MINIMAL))["retrain_churn"]
+    assert "promote" in direct.task_dict and "rollout" not in direct.task_dict
+    config = parse_pipeline(
+        _with(rollout={"strategy": "canary", "service_urls": ["http://predict:8080"], "hold": "5m"})
+    )
+    plan = config.plan()
+    assert plan.rollout["hold"] == 300 and plan.rollout["steps"] == [5, 25, 50, 100]
+    assert plan.rollout_s == 4 * (3600 + 15)
+    rollout = build_pipeline(config)["retrain_churn"].get_task("rollout")
+    assert rollout.rollout == plan.rollout and rollout.upstream_task_ids == {"gate"}
+    assert rollout.execution_timeout.total_seconds() == plan.rollout_s + 1800  # every step's longest wait
+    assert rollout.pool == "mlops_promote_churn"
+    problems = _errors(_with(rollout={"strategy": "shadow", "hold": "soon"}), tmp_path).problems
+    assert [field for field, _ in problems] == ["rollout"]
+    assert "expected a duration" in problems[0][1]
+    problems = _errors(_with(rollout={"strategy": "shadow"}), tmp_path).problems
+    assert problems == [
+        (
+            "rollout",
+            "rollout strategy 'shadow' needs service_urls (the service's /metrics), "
+            "got {'strategy': 'shadow'}",
+        )
+    ]

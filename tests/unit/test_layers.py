@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "hooks": {"core"},
     "links": set(),
     "notifications": {"core"},
-    "operators": {"core", "hooks", "links"},
+    "triggers": {"core"},
+    "operators": {"core", "hooks", "links", "triggers"},
     "factory": {"core", "operators", "notifications"},
     "testing": {"core", "factory", "operators"},
 }

@@ -17,6 +17,10 @@ Preprocessing, fitted on the training split only:
   seen in training and missing values.
 
 Regression targets are standardised for training and scaled back by :meth:`TabularModel.predict`.
+
+A pandas frame (training, the MLflow pyfunc) and an Arrow table (batch scoring, the prediction
+service: :meth:`TabularModel.score_table`) go through the same encoding and give the same matrix;
+the table is read as Arrow, with pandas only for date columns.
 """
 
 from __future__ import annotations
@@ -459,8 +463,8 @@ class _TableColumns:
 
 
 _TypeCheck = Callable[[pa.DataType], bool]
-# Arrow types whose cast to float64 equals pandas' float64 of them, and whose Python values print as
-# pandas' values do (integers with nulls aside: pandas holds those as floats).
+# Arrow types whose float64 cast equals pandas' to_numeric of them (numbers), and those whose Python
+# values print as their pandas values do (categories; integers with nulls aside: pandas holds floats).
 _NUMBER_TYPES: tuple[_TypeCheck, ...] = (
     pa.types.is_integer, pa.types.is_float32, pa.types.is_float64, pa.types.is_boolean,
 )  # fmt: skip

@@ -125,7 +125,7 @@ def create_app(config: ServingConfig) -> FastAPI:
         traffic = pipelines.get(pipeline)
         route = traffic.route(caller) if traffic is not None else None
         slot = route.answer if route is not None else None
-        served = slot.current() if slot is not None else None
+        served = route.served if route is not None else None
         labels = (pipeline, served.version if served else "", slot.alias if slot else "")
         started = time.perf_counter()
         try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from airflow_mlops_provider.core.names import CANARY, TAG_CANARY_WEIGHT, TAG_SHADOW
 from airflow_mlops_provider.serving.routing import Router
-from airflow_mlops_provider.serving.slot import ModelSlot
+from airflow_mlops_provider.serving.slot import ModelSlot, Served
 
 if TYPE_CHECKING:
     from airflow_mlops_provider.core.tracking import TrackingSettings
@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Route:
-    """The slot that answers a request, and the one that scores a shadow copy (if any)."""
+    """The slot that answers a request with the model it holds now (None: nothing loaded yet), and
+    the slot that scores a shadow copy (if any)."""
 
     answer: ModelSlot
+    served: Served | None
     shadow: ModelSlot | None
 
 
@@ -72,12 +74,18 @@ class PipelineTraffic:
         self.canary_weight = weight
 
     def route(self, caller_key: str | None) -> Route:
-        """The slot for this caller (sticky per key) and the shadow slot, if one scores a copy."""
+        """The slot for this caller (sticky per key) and the shadow slot, if one scores a copy.
+
+        A caller routed to a canary that no longer holds a model (its alias went while the policy
+        still gave it traffic) is answered by the primary.
+        """
         router = self.router  # read once: a policy swap mid-request changes nothing here
         alias = router.choose(caller_key)
-        answer = self.canary if alias == CANARY and self.canary is not None else self.primary
-        shadow = router.shadow_for(alias)
-        return Route(answer, self.canary if shadow == CANARY else None)
+        shadow = self.canary if router.shadow_for(alias) == CANARY else None
+        canary = self.canary.current() if alias == CANARY and self.canary is not None else None
+        if self.canary is not None and canary is not None:
+            return Route(self.canary, canary, shadow)
+        return Route(self.primary, self.primary.current(), shadow)
 
 
 def _weight(value: str | None) -> float:

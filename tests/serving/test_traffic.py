@@ -101,6 +101,17 @@ def test_the_canary_answers_its_weight_sticky_per_caller_and_a_shadow_never_answ
     assert {k: v for k, v in shadowed[2].items() if k not in strip} == {
         k: v for k, v in plain[2].items() if k not in strip
     }
+
+    # a finished rollout removes the canary alias: the canary's model goes and its callers get the
+    # champion, also while the policy still gives the canary every request
+    _policy(model, 100)
+    wait_for(lambda: _weight(service) == 100, "the service reading canary weight 100")
+    client = model["settings"].client()
+    client.delete_registered_model_alias(model["name"], names.CANARY)
+    loaded = f'mlops_serving_model_loaded{{alias="canary",model_version="{model["canary"]}"'
+    wait_for(lambda: loaded not in service.call("/metrics")[2], "the canary's model unloaded")
+    assert set(_versions(service, range(20)).values()) == {model["version"]}
+    client.set_registered_model_alias(model["name"], names.CANARY, model["canary"])
     _policy(model, 0)
 
 

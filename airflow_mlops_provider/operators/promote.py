@@ -58,7 +58,7 @@ def _check_on_fail(on_fail: str) -> str:
     return on_fail
 
 
-def _links(context: Context, settings: Any, model_name: str, version: str, run_id: str | None) -> None:
+def persist_links(context: Context, settings: Any, model_name: str, version: str, run_id: str | None) -> None:
     """Model version page and decision record page in the MLflow UI (nothing for local stores)."""
     MlflowModelVersionLink.persist(context, model_version_url(settings.browser_url, model_name, version))
     record_page = None
@@ -151,7 +151,7 @@ class GateChallengerOperator(MlopsBaseOperator, SkipMixin):
             validation=self.validation if isinstance(self.validation, Mapping) else None,
         )
         name, version = decision["model_name"], decision["version"]
-        _links(context, settings, name, version, decision["source_run_id"])
+        persist_links(context, settings, name, version, decision["source_run_id"])
         context["ti"].xcom_push(key=DECISION_MARKDOWN_KEY, value=decision["markdown"])
         self.log.info("Decision record for %s v%s: %s", name, version, decision["record_uri"])
         if decision["verdict"] == "pass":
@@ -230,7 +230,8 @@ class PromoteModelOperator(MlopsBaseOperator):
         result = promote(
             settings, decision, approval=approval, storage_options=self.storage_options(snapshot_uri)
         )
-        _links(context, settings, result["model_name"], result["version"], decision.get("source_run_id"))
+        name, version = result["model_name"], result["version"]
+        persist_links(context, settings, name, version, decision.get("source_run_id"))
         if not result["promoted"]:
             message = (
                 f"{result['model_name']} v{result['version']} not promoted after re-evaluation; champion "

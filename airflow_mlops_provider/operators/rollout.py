@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops_provider.operators.promote import PromoteModelOperator
+from airflow_mlops_provider.operators.promote import PromoteModelOperator, persist_links
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,18 +75,26 @@ class RolloutModelOperator(PromoteModelOperator):
         if rollout is None:
             self.log.info("No other champion to compare %s v%s with: promoting directly", *_name(decision))
             return super().execute(context)
-        self._hold(config, rollout, 0, None)
+        self._hold(context, config, rollout, 0, None)
 
     def _hold(
-        self, config: RolloutConfig, rollout: Rollout, index: int, baseline: TrafficSnapshot | None
+        self,
+        context: Context,
+        config: RolloutConfig,
+        rollout: Rollout,
+        index: int,
+        baseline: TrafficSnapshot | None,
     ) -> NoReturn:
-        """Set step ``index``'s traffic, note it, and defer until the step is decided."""
+        """Set step ``index``'s traffic, note it, and defer until the step is decided (the task's
+        links, read when it defers, already point at the version and its decision record)."""
         from airflow_mlops_provider.core.names import CANARY, CHAMPION
         from airflow_mlops_provider.core.rollout import state
         from airflow_mlops_provider.core.rollout.scrape import scrape
         from airflow_mlops_provider.triggers.rollout import RolloutStepTrigger
 
         settings = self.mlflow_settings()
+        run_id = self.decision.get("source_run_id")
+        persist_links(context, settings, rollout.model_name, rollout.version, run_id)
         pipeline = config.service_pipeline or self.pipeline or rollout.model_name
         if baseline is None:
             baseline = scrape(config.service_urls, pipeline)
@@ -143,7 +151,7 @@ class RolloutModelOperator(PromoteModelOperator):
         state.note(settings, current, "held", f"{step} held: {seen}", step=index + 1, reading=reading)
         self.log.info("%s held: %s", step, seen)
         if index + 1 < len(config.weights):
-            self._hold(config, current, index + 1, TrafficSnapshot.from_dict(event["snapshot"]))
+            self._hold(context, config, current, index + 1, TrafficSnapshot.from_dict(event["snapshot"]))
         return self._finish(context, current)
 
     def _finish(self, context: Context, rollout: Rollout) -> PromotionResult:

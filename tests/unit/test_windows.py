@@ -156,13 +156,19 @@ def test_a_column_that_is_missing_or_not_a_time_fails_naming_it_and_its_type(tab
     assert message in str(caught.value)
 
 
-def test_a_window_keeps_whole_seconds_rounded_outwards_in_utc_so_its_key_names_the_same_interval():
+def test_a_window_keeps_whole_seconds_rounded_up_in_utc_so_consecutive_windows_tile_time():
     from datetime import timedelta, timezone
 
     due = datetime(2026, 12, 2, 1, 10, 18, 612762, tzinfo=UTC)
     window = Window(due - timedelta(hours=1), due)
-    assert window.end == datetime(2026, 12, 2, 1, 10, 19, tzinfo=UTC)  # outwards: that second is in
-    assert window.start == datetime(2026, 12, 2, 0, 10, 18, tzinfo=UTC)
+    assert window.end == datetime(2026, 12, 2, 1, 10, 19, tzinfo=UTC)  # up: that second is in
+    assert window.start == datetime(2026, 12, 2, 0, 10, 19, tzinfo=UTC)
     assert Window.from_key(window.key) == window
+    # the next run's window starts at this one's (unrounded) end: an object stored just before
+    # the first run was due lands in exactly one of them
+    following = Window(due, due + timedelta(hours=1))
+    stored = due - timedelta(milliseconds=300)
+    assert following.start == window.end
+    assert window.contains(stored) and not following.contains(stored)
     eastern = Window(datetime(2026, 12, 1, 20, tzinfo=timezone(timedelta(hours=-5))), due)
     assert eastern.start == datetime(2026, 12, 2, 1, tzinfo=UTC) and eastern.start.tzinfo is UTC

@@ -16,9 +16,11 @@ Status = Literal["degraded", "ok", "not_enough_labels", "no_reference"]
 class Window:
     """The half-open time interval ``[start, end)`` one monitoring run stands for.
 
-    Bounds are kept in UTC to the whole second, rounded outwards (a manual run is due at an
-    instant with microseconds; an object stored in that second belongs to it), so a window and
-    its :attr:`key` name the same interval.
+    Bounds are kept in UTC to the whole second, both rounded up (a manual run is due at an
+    instant with microseconds; an object stored in that second before it belongs to it). Rounding
+    both bounds the same way keeps consecutive windows tiling time: the next run's window starts
+    where this one ends, so no object falls into two windows. A window and its :attr:`key` name
+    the same interval.
     """
 
     start: datetime
@@ -30,7 +32,7 @@ class Window:
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise ValueError(f"window {name} must be a timezone-aware datetime, got {value!r}")
             whole = value.astimezone(UTC).replace(microsecond=0)
-            if name == "end" and whole < value:  # round outwards: nothing due before it is left out
+            if whole < value:  # round up: nothing due before the end is left out
                 whole += timedelta(seconds=1)
             object.__setattr__(self, name, whole)
         if self.end < self.start:

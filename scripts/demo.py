@@ -17,7 +17,10 @@ table, bundled with scikit-learn, nothing downloaded):
 5. both events trigger ``retrain_cancer`` (labelled rows from the new distribution have landed
    meanwhile); the decision record names both causes with their numbers;
 6. nothing new: the retrain skips training and promotion, and says why;
-7. the prediction service (``mlops-serve``) serves the champion and answers a request.
+7. the prediction service (``mlops-serve``) serves the champion and answers a request;
+8. more data lands; the retrain, with the pipeline's ``rollout`` set to ``canary``, sends 25% and
+   then all of the service's requests to the challenger while callers keep asking, reads the
+   guardrails from the service's metrics at each step, and moves ``champion`` after the last one.
 
 Everything lands under ``.demo/`` in the repository (``$MLOPS_DEMO_DIR`` to move it), which is
 wiped at the start (``--keep`` keeps it). Asset-triggered runs are executed with ``dag.test()``
@@ -30,13 +33,21 @@ echoes, and fails when a run that otherwise succeeded printed one.
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,7 +59,7 @@ NEW_DATA = f"mlops.{PIPELINE}.new_data"
 DRIFT = f"mlops.{PIPELINE}.drift"
 PERFORMANCE = f"mlops.{PIPELINE}.performance"
 MODEL = "cancer_diagnosis"
-STEPS = 7
+STEPS = 8
 # Set in the child process that runs the loop (see ``watch``).
 CHILD = "MLOPS_DEMO_CHILD"
 # An error or critical record as Airflow's structlog and Python's logging print it.
@@ -213,7 +224,16 @@ class Demo:
         print(f"  {check.get('reason')}")
 
         self.step(7, "the prediction service follows the champion alias and answers a request")
-        self.serve(window.drop(columns=[target]).head(2))
+        rows = window.drop(columns=[target])
+        with self.service() as url:
+            self.ask(url, rows.head(2))
+            self.step(
+                8, "more data; the retrain rolls the challenger out as a canary while callers keep asking"
+            )
+            self.canary(url, rows.head(8))
+        print(
+            f"  requests logged for monitoring under {DEMO / 'artifacts' / PIPELINE / 'serving' / 'requests'}"
+        )
         self.finish(time.monotonic() - started)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -252,11 +272,9 @@ class Demo:
         print(f"  decision record: {decision.get('record_uri')}")
         print(f"  promote: {states.get('promote')}; champion now: {self._champion()}")
 
-    def serve(self, rows: Any) -> None:
-        """Start ``mlops-serve`` on the demo's registry, send two rows, print the answer, stop it."""
-        import socket
-        import urllib.request
-
+    @contextlib.contextmanager
+    def service(self) -> Iterator[str]:
+        """``mlops-serve`` on the demo's registry, until the block ends; yields its URL."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -265,33 +283,63 @@ class Demo:
             "--tracking-uri", f"sqlite:///{DEMO}/mlflow.db", "--port", str(port), "--poll", "1",
             "--log-root", (DEMO / "artifacts").as_uri(),
         ]  # fmt: skip
-        log = (DEMO / "serve.log").open("wb")
-        service = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        try:
-            self._wait_ready(url, service)
-            body = json.dumps({"rows": json.loads(rows.to_json(orient="records"))}).encode()
-            request = urllib.request.Request(
-                f"{url}/v1/{PIPELINE}/predict", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = json.loads(response.read())
-            print(f"  mlops-serve --pipeline {PIPELINE}={MODEL} ... on {url}")
-            print(f"  POST /v1/{PIPELINE}/predict with 2 rows -> {answer['predictions']} from version "
-                  f"{answer['model_version']} ({answer['alias']})")  # fmt: skip
-        finally:
-            service.terminate()
-            service.wait(30)
-            log.close()
-        print(
-            f"  requests logged for monitoring under {DEMO / 'artifacts' / PIPELINE / 'serving' / 'requests'}"
+        with (DEMO / "serve.log").open("wb") as log:
+            service = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                self._wait_ready(url, service)
+                print(f"  mlops-serve --pipeline {PIPELINE}={MODEL} ... on {url}")
+                yield url
+            finally:
+                service.terminate()
+                service.wait(30)
+
+    def ask(self, url: str, rows: Any) -> None:
+        """Send ``rows`` and print the answer."""
+        answer = _predict(url, rows, caller="demo")
+        print(f"  POST /v1/{PIPELINE}/predict with {len(rows)} rows -> {answer['predictions']} from version "
+              f"{answer['model_version']} ({answer['alias']})")  # fmt: skip
+
+    def canary(self, url: str, rows: Any) -> None:
+        """Retrain with the pipeline's rollout set to canary, while a caller thread keeps asking."""
+        from airflow_mlops_provider.core.decision_record import load_record
+        from airflow_mlops_provider.factory.builder import build_pipeline
+        from airflow_mlops_provider.factory.loader import load_pipeline, parse_pipeline
+        from airflow_mlops_provider.hooks.mlflow import MlflowHook
+
+        shipped = load_pipeline(REPO / "dags" / "pipelines" / f"{PIPELINE}.yaml")
+        config = shipped.model_dump(mode="json", exclude_unset=True)
+        config["rollout"] = {
+            **config.get("rollout", {}), "strategy": "canary", "service_urls": [url], "steps": [25, 100],
+            "hold": 2, "min_requests": 10, "poll": 1, "max_step_wait": 120,
+            "guardrails": {"max_error_rate": 0.01, "max_p99_ms": 250, "max_p99_ratio": None},
+        }  # fmt: skip
+        config["gate"] = {"thresholds": config["gate"]["thresholds"], "min_gain": -1.0}
+        print("  the same pipeline with rollout.strategy: canary, steps [25, 100], each step at least 2 s")
+        print("  and 10 requests; guardrails: error rate <= 1%, p99 <= 250 ms, prediction distance <= 0.2")
+        print(f"  (its gate asks only for the thresholds here, {config['gate']['thresholds']}, so that an")
+        print("  equally good challenger goes out and the rollout has something to roll)")
+        dag = build_pipeline(parse_pipeline(config))[f"retrain_{PIPELINE}"]
+        self.datasets.write(
+            self.datasets.drifted_batch(PIPELINE, drift=1.0, seed=4), self.data / "train", "drifted-001"
         )
+        with Callers(url, rows) as callers:
+            run = dag.test()
+        self.expect(run, "success")
+        if self.states(run).get("rollout") != "success":
+            raise StepFailed(f"the rollout did not run: {self.states(run)}")
+        decision = self.xcom(run, "gate") or {}
+        record = load_record(MlflowHook().client, decision["run_artifact_uri"], MODEL)
+        for entry in record.rollout if record else []:
+            print(f"    {_short(entry['text'], 150)}")
+        versions = ", ".join(f"v{v}: {n}" for v, n in sorted(callers.by_version.items()))
+        print(f"  callers: {callers.sent} requests, {callers.failed} failed; answered by {versions}")
+        print(f"  champion now: {self._champion()}")
+        if callers.failed:
+            raise StepFailed(f"{callers.failed} requests failed during the canary rollout")
 
     @staticmethod
     def _wait_ready(url: str, service: subprocess.Popen[bytes]) -> None:
-        import urllib.error
-        import urllib.request
-
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if service.poll() is not None:
@@ -404,6 +452,44 @@ class Demo:
                 .first()
             )
             return None if row is None else XComModel.deserialize_value(row)
+
+
+def _predict(url: str, rows: Any, caller: str) -> dict[str, Any]:
+    body = json.dumps({"rows": json.loads(rows.to_json(orient="records"))}).encode()
+    request = urllib.request.Request(
+        f"{url}/v1/{PIPELINE}/predict",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Caller-Key": caller},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+class Callers:
+    """A thread of callers (a new key each time) asking for ``rows`` every 50 ms until the block ends."""
+
+    def __init__(self, url: str, rows: Any) -> None:
+        self.url, self.rows = url, rows
+        self.sent, self.failed, self.by_version = 0, 0, collections.Counter[str]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.sent += 1
+            try:
+                self.by_version[_predict(self.url, self.rows, uuid.uuid4().hex)["model_version"]] += 1
+            except (urllib.error.URLError, OSError):
+                self.failed += 1
+
+    def __enter__(self) -> Callers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 def _metrics(metrics: dict[str, Any] | None) -> str:

@@ -43,6 +43,7 @@ ROOT_MODEL = "airflow_mlops_provider.factory.config:PipelineConfig"
 BORROWED: dict[str, str] = {
     "gate": "airflow_mlops_provider.core.gate:GateConfig",
     "monitoring.drift": "airflow_mlops_provider.core.drift.config:DriftConfig",
+    "rollout": "airflow_mlops_provider.core.rollout.config:RolloutConfig",
     "training.hyperparameters": "airflow_mlops_provider.core.training.hyperparameters:TabularHyperparameters",
 }
 # Keys a borrowed section accepts on top of the borrowed schema (checked by the pipeline config's
@@ -70,6 +71,7 @@ API_PACKAGES = {
     "hooks": "Hooks",
     "links": "Extra links",
     "notifications": "Notifications",
+    "triggers": "Triggers",
 }
 
 

@@ -323,6 +323,21 @@ def test_the_prediction_service_uses_services_of_the_stack(compose: dict[str, An
     assert args.host == "0.0.0.0" and _published(compose, "predict") == {f"{args.port}:{args.port}"}
 
 
+def test_rollouts_read_the_metrics_of_the_stacks_prediction_service(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_mlops_provider.factory.loader import load_pipeline
+
+    args, airflow_env = _predict_args(compose), compose["services"]["airflow-scheduler"]["environment"]
+    assert airflow_env["MLOPS_PREDICT_URL"] == f"http://predict:{args.port}"
+    monkeypatch.setenv("MLOPS_PREDICT_URL", airflow_env["MLOPS_PREDICT_URL"])
+    plan = load_pipeline(REPO / "dags/pipelines/cancer.yaml").plan()
+    assert plan.rollout["service_urls"] == [airflow_env["MLOPS_PREDICT_URL"]]
+    monkeypatch.delenv("MLOPS_PREDICT_URL")
+    plan = load_pipeline(REPO / "dags/pipelines/cancer.yaml").plan()
+    assert plan.rollout["service_urls"] == [airflow_env["MLOPS_PREDICT_URL"]]  # the default is the same
+
+
 def test_the_prediction_service_is_healthy_once_ready(compose: dict[str, Any]) -> None:
     from airflow_mlops_provider.serving.app import ServingConfig, create_app
 

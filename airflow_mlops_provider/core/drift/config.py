@@ -172,7 +172,13 @@ class DriftConfig(BaseModel):
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Column name to per-column overrides"
     )
-    include: list[str] | None = Field(default=None, description="Columns to check; None: every column")
+    include: list[str] | None = Field(
+        default=None,
+        description=(
+            "Columns to check; None: every column of the reference, or the champion's feature "
+            "columns when the reference is its training snapshot"
+        ),
+    )
     exclude: list[str] = Field(default_factory=list, description="Columns never checked")
     workers: int = Field(default=2, ge=1, le=64, description="Threads that test columns in parallel")
 

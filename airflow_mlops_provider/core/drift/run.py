@@ -2,9 +2,10 @@
 
 :func:`run_drift_check` is what the drift operator calls. It resolves the reference (by
 default the champion's training snapshot, from the registry's ``mlops.snapshot_uri`` version
-tag), loads or fits and stores the reference statistics beside that snapshot, streams the
-current window column by column from Parquet, compares, optionally compares the champion's
-predictions on both windows, writes ``drift.json`` and ``report.html`` under
+tag, compared on the champion's feature columns), loads or fits and stores the reference
+statistics beside that snapshot, streams the current window column by column from Parquet,
+compares, optionally compares the champion's predictions on both windows, writes
+``drift.json`` and ``report.html`` under
 ``<artifact_root>/<pipeline>/reports/drift/<current>-<reference>-<config>/`` and, when MLflow
 settings and a model are given, logs the metrics to an MLflow run tied to the model version.
 """
@@ -134,7 +135,8 @@ def run_drift_check(
     model_name: str | None = None,
     settings: TrackingSettings | None = None,
 ) -> DriftCheck:
-    """Compare ``current`` with ``reference`` (default: the champion's training snapshot).
+    """Compare ``current`` with ``reference`` (default: the champion's training snapshot, on the
+    champion's feature columns unless the config's ``include`` names the columns).
 
     The champion's snapshot comes from a registry tag, which anyone who can reach MLflow may
     edit; it must lie under ``artifact_root``, since reference statistics are stored beside it.
@@ -151,7 +153,7 @@ def run_drift_check(
     if model_name and settings is not None:
         champion = resolve_champion(settings, model_name)
     if reference is None:
-        if champion is None:
+        if champion is None or settings is None:
             raise DriftError("No reference: pass reference= (a snapshot) or model_name= with MLflow settings")
         if not champion.snapshot_uri:
             raise DriftError(
@@ -163,6 +165,7 @@ def run_drift_check(
             champion.snapshot_uri,
             f"reference snapshot (tag {TAG_SNAPSHOT_URI!r}) of {champion.model_name!r} v{champion.version}",
         )
+        cfg = _champion_features(cfg, champion, settings)
     timings: dict[str, float] = {}
     ref_snap = open_snapshot(reference, options)
     cur_snap = open_snapshot(current, options)
@@ -210,6 +213,21 @@ def run_drift_check(
     if champion is not None and settings is not None:
         check.mlflow_run_id = log_to_mlflow(check, champion, settings, pipeline)
     return check
+
+
+def _champion_features(cfg: DriftConfig, champion: Champion, settings: TrackingSettings) -> DriftConfig:
+    """``cfg`` checking the champion's feature columns, unless its ``include`` names the columns.
+
+    The champion's training data also holds the target and ids, which live inputs (the prediction
+    service's request log, say) never carry, so every check would call them unknown; and columns the
+    model does not read, whose drift cannot move its predictions.
+    """
+    if cfg.include is not None:
+        return cfg
+    from airflow_mlops_provider.core.model_io import load_model
+
+    features = load_model(champion.model_uri, settings).feature_columns
+    return cfg.model_copy(update={"include": list(features)})
 
 
 def reference_statistics(

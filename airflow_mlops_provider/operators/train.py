@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from airflow_mlops_provider.core.payloads import TrainingResult
     from airflow_mlops_provider.core.training.job import TrainingJob
 
-# TrainingJob fields the operator does not take as arguments: it names and tags the run itself.
-_RUN_FIELDS = ("run_name", "run_tags")
+# TrainingJob fields the operator does not take as arguments: it names, tags and keys the run itself.
+_RUN_FIELDS = ("run_name", "run_tags", "attempt_key")
 
 
 class TrainModelOperator(MlopsBaseOperator):
@@ -44,7 +44,11 @@ class TrainModelOperator(MlopsBaseOperator):
     ``on_kill`` stop torchrun and every worker (SIGTERM, SIGKILL after 3 s). With
     ``max_restarts > 0`` a failed worker group is restarted and resumes from the latest
     checkpoint (written every ``checkpoint_every`` epochs under
-    ``<artifact_root>/<pipeline>/checkpoints/<run_id>/``).
+    ``<artifact_root>/<pipeline>/checkpoints/<run_id>/``). A retry of the task (``retries``)
+    continues the MLflow run of the failed try from its latest checkpoint, and a try after one
+    that trained completely (and failed later) returns that run's model without training again.
+    The run is found by the task instance (DAG, DAG run, task, map index): a new DAG run trains
+    in a new MLflow run, and so does a changed training config (new data, say).
 
     :param snapshot: training snapshot reference (``{"uri", "sha256", ...}``, usually the ingest
         task's XCom); it must have a ``train`` split, and ``validation`` is used for metrics.
@@ -121,8 +125,10 @@ class TrainModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> TrainingResult:
         from airflow_mlops_provider.core.training.launcher import TorchrunLauncher
 
-        job = self.training_job(context["ti"])
+        ti = context["ti"]
+        job = self.training_job(ti)
         job.validate()
+        self.log.info("Try %s of training task instance %s", ti.try_number, job.attempt_key)
         settings = self.mlflow_settings()
         self._launcher = TorchrunLauncher(job, settings, self.storage_options(), log=self.log.info)
         result = self._launcher.run()
@@ -135,8 +141,9 @@ class TrainModelOperator(MlopsBaseOperator):
         """The :class:`~airflow_mlops_provider.core.training.job.TrainingJob` of this task instance.
 
         Every job field comes from the operator attribute of the same name (``int`` fields cast),
-        except the run's name and tags, which name the task instance. A value that is not what its
-        field needs raises :class:`~airflow_mlops_provider.core.training.job.TrainingConfigError`.
+        except the run's name, tags and attempt key, which name the task instance. A value that is
+        not what its field needs raises
+        :class:`~airflow_mlops_provider.core.training.job.TrainingConfigError`.
         """
         from airflow_mlops_provider.core.snapshot import as_snapshot_ref, snapshot_uri
         from airflow_mlops_provider.core.training.job import TrainingConfigError, TrainingJob
@@ -162,7 +169,10 @@ class TrainModelOperator(MlopsBaseOperator):
                 "airflow.task_id": ti.task_id,
                 "airflow.run_id": ti.run_id,
                 "airflow.map_index": str(map_index),
+                "airflow.try_number": str(ti.try_number),
             },
+            # the same for every try of this task instance (a retry or a clear), new in a new DAG run
+            attempt_key=json.dumps([ti.dag_id, ti.run_id, ti.task_id, map_index]),
         )
 
     def on_kill(self) -> None:

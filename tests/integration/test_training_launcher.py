@@ -26,6 +26,7 @@ from airflow_mlops_provider.core.training.checkpoints import list_checkpoints
 from airflow_mlops_provider.core.training.entrypoint import EntryPointError
 from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.launcher import TorchrunLauncher, TrainingJob
+from tests.support.training_retry import ENTRY as RETRY_ENTRY
 from tests.unit.test_training_fns import ENTRY, wine_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -242,3 +243,34 @@ def test_sigkill_of_the_supervising_process_leaves_no_worker(snapshot, root, mlf
     finally:
         if task.poll() is None:
             task.kill()
+
+
+def test_a_retry_continues_the_failed_launchs_run_from_its_checkpoint_and_reuses_a_finished_one(
+    snapshot, root, settings, request
+):
+    """Launch 1 fails after the checkpoint of epoch 1; launch 2 (same attempt key) resumes the same run
+    at epoch 2; launch 3 finds the finished run and returns its model without training."""
+    job = _job(snapshot, root, request, entry_point=RETRY_ENTRY, attempt_key='["d", "r1", "train", -1]',
+               hyperparameters={**FAST, "epochs": 4})  # fmt: skip
+    with pytest.raises(TrainingError, match="injected failure of the first launch"):
+        TorchrunLauncher(job, settings, log=Lines()).run()
+    client = settings.client()
+    (failed,) = client.search_runs([client.get_experiment_by_name(job.experiment_name).experiment_id])
+    assert failed.info.status == "FAILED"
+
+    lines = Lines()
+    result = TorchrunLauncher(job, settings, log=lines).run()
+    assert result["run_id"] == failed.info.run_id
+    assert f"Continuing MLflow run {result['run_id']}, left FAILED" in lines.text
+    assert "resuming after the checkpoint of epoch 1" in lines.text
+    assert "[checkpoint] resuming after epoch 1" in lines.text and "[metrics] step=0 " not in lines.text
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["mlops.resumed_after_epoch"] == "1"
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "val_accuracy")]
+    assert sorted(steps) == [0, 1, 2, 3]  # epochs 0-1 from launch 1, 2-3 from launch 2, none twice
+    assert load_model(result["model_uri"], settings).classes == ["barbera", "barolo", "grignolino"]
+
+    again = Lines()
+    assert TorchrunLauncher(job, settings, log=again).run() == result
+    assert "already holds the trained model" in again.text and "Starting torchrun" not in again.text
+    assert len(client.search_runs([run.info.experiment_id])) == 1

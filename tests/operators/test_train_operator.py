@@ -2,8 +2,9 @@
 
 Real torchrun with two gloo workers, a real ``mlflow server``, scikit-learn's wine data as a
 snapshot. Covers the issue's "Done when" (train the built-in model with 2 workers, complete
-MLflow run, resume after an injected worker kill), mapping + best-run selection, and the
-Airflow side of the failure modes: execution_timeout, a raising user function, MLflow down.
+MLflow run, resume after an injected worker kill), mapping + best-run selection, a retried task
+resuming its MLflow run, and the Airflow side of the failure modes: execution_timeout, a raising
+user function, MLflow down.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from airflow_mlops_provider.core.model_io import load_model
 from airflow_mlops_provider.core.tracking import TrackingSettings
+from tests.support.training_retry import ENTRY as RETRY_ENTRY
 from tests.unit.test_training_fns import ENTRY, wine_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -216,3 +218,39 @@ TrainModelOperator(
         assert needle in text, (needle, text[-3000:])
     if conn or "nope" in entry_point:
         assert "Starting torchrun" not in text  # failed before any training
+
+
+def test_a_retried_task_continues_the_mlflow_run_of_its_failed_try_from_the_checkpoint(
+    dags, mlflow_conn, mlflow_server, snapshot, root, capfd
+):
+    """Try 1 fails after the checkpoint of epoch 1; try 2 trains epochs 2-3 in the same MLflow run."""
+    source = _dag(
+        "train_retry",
+        f"""
+TrainModelOperator(
+    task_id="train", snapshot=SNAPSHOT, target="target", artifact_root=ROOT, pipeline="wine",
+    experiment_name="op-retry", threads_per_proc=1, entry_point="{RETRY_ENTRY}",
+    hyperparameters={{"epochs": 4, "lr": 0.02, "batch_size": 32, "hidden": [16]}},
+    retries=1, retry_delay=timedelta(seconds=0),
+)
+""",
+        SNAPSHOT=snapshot,
+        ROOT=root.as_uri(),
+    )
+    run = dags.run(source, "train_retry")
+    text = "".join(capfd.readouterr())
+    assert dags.task_states(run) == {"train": "success"}, text[-3000:]
+    assert "injected failure of the first launch after the checkpoint of epoch 1" in text
+    assert "[checkpoint] resuming after epoch 1" in text
+
+    result = dags.xcom(run, "train")
+    settings = TrackingSettings(tracking_uri=mlflow_server)
+    client = settings.client()
+    (only,) = client.search_runs([result["experiment_id"]])  # try 2 made no run of its own
+    assert only.info.run_id == result["run_id"] and only.info.status == "FINISHED"
+    assert only.data.tags["airflow.try_number"] == "2"
+    assert only.data.tags["mlops.resumed_after_epoch"] == "1"
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "val_accuracy")]
+    assert sorted(steps) == [0, 1, 2, 3]  # every epoch once: try 2 went on where try 1 stopped
+    assert load_model(result["model_uri"], settings).task == "classification"
+    assert not _our_processes()

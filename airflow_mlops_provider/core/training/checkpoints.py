@@ -5,7 +5,8 @@ serialised into memory, written to a temporary sibling and moved into place
 (:meth:`Location.write_bytes_atomic`), so a kill during the save leaves at most a stray
 temporary file, never a truncated ``checkpoint-*.pt``. Loading uses
 ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, never
-arbitrary pickled objects.
+arbitrary pickled objects. torch is imported by the functions that need it, so the launcher can
+list a run's checkpoints without it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
-
-import torch
 
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.storage import Location
@@ -46,6 +45,8 @@ def list_checkpoints(directory: Location) -> list[tuple[int, Location]]:
 
 def save_checkpoint(directory: Location, epoch: int, state: Mapping[str, Any], keep: int = 2) -> Location:
     """Write ``state`` as the checkpoint for ``epoch`` (atomically), then drop all but the newest ``keep``."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
     target = directory.join(checkpoint_name(epoch))
@@ -60,6 +61,8 @@ def load_latest_checkpoint(directory: Location) -> tuple[int, dict[str, Any]] | 
     found = list_checkpoints(directory)
     if not found:
         return None
+    import torch
+
     epoch, location = found[-1]
     try:
         state = torch.load(io.BytesIO(location.read_bytes()), map_location="cpu", weights_only=True)

@@ -31,7 +31,9 @@ class TrainingJob:
     """One training launch: what to train on, with which code and parameters, and how to run it.
 
     ``artifact_root`` is a plain URI because the job is serialised into the workers' spec; the
-    launcher gets the storage options separately.
+    launcher gets the storage options separately. ``attempt_key`` names the training task
+    instance, the same for all its tries: a launch finds the MLflow run an earlier try left under
+    that key and continues it. Like the run's name and tags, it is left out of :meth:`config_hash`.
     """
 
     snapshot: dict[str, Any]
@@ -54,6 +56,7 @@ class TrainingJob:
     missing_target: str = "drop"
     run_name: str | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
+    attempt_key: str | None = None
 
     def validate(self) -> None:
         safe_component(self.pipeline, "pipeline")

@@ -8,6 +8,13 @@ session of its own, with a free rendezvous port, explicit thread counts and the 
 settings in the environment. Worker output is streamed line by line to ``log``. Rank 0 logs
 metrics and the model into the run; the launcher closes the run as FINISHED or FAILED.
 
+Retries: a job with an ``attempt_key`` (the Airflow task instance, the same for all its tries)
+tags its run with it. A later launch with that key and the same training config hash finds the
+run, reopens it and trains on in it: workers resume after the newest checkpoint, so metrics go on
+at the next epoch's step. A run whose result is already written (the model is logged; the task
+failed after that) is reused without training. Multi-node jobs find their run the same way by
+the rendezvous id their nodes share.
+
 Stopping: :meth:`TorchrunLauncher.terminate` sends SIGTERM to torchrun's process group, waits
 up to ``grace_s`` (3 s) and then sends SIGKILL to the group and to every worker it saw (torchrun
 puts workers in sessions of their own). Should the task process itself be SIGKILLed, the
@@ -36,8 +43,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow_mlops_provider.core.names import (
+    TAG_ATTEMPT_KEY,
     TAG_PIPELINE,
     TAG_RDZV_ID,
+    TAG_RESUMED,
     TAG_SNAPSHOT_SHA,
     TAG_SNAPSHOT_URI,
     TAG_TRAINING_CONFIG,
@@ -123,13 +132,13 @@ class TorchrunLauncher:
             TAG_SNAPSHOT_SHA: snap.ref.sha256,
             TAG_TRAINING_CONFIG: config_hash,
         }
-        run_id = self._create_run(client, experiment_id, tags, params, snap)
+        run_id, earlier = self._open_run(client, experiment_id, tags, params, snap)
         self.log(f"MLflow run {run_id} in experiment {experiment_id} ({self.settings.display_uri})")
 
         checkpoint_dir = Location(job.artifact_root, self.storage_options).join(
             job.pipeline, "checkpoints", run_id
         )
-        workdir = Path(tempfile.mkdtemp(prefix="torchrun-job-"))
+        result_loc = checkpoint_dir.join("result.json")
         spec = {
             "entry_point": job.entry_point,
             "snapshot": snapshot,
@@ -145,22 +154,18 @@ class TorchrunLauncher:
             "checkpoint_every": job.checkpoint_every,
             "run_id": run_id,
             "tags": tags,
-            "workdir": str(workdir),
-            "result_uri": checkpoint_dir.join("result.json").uri,
+            "result_uri": result_loc.uri,
         }
-        (workdir / "job.json").write_text(json.dumps(spec, default=str))
         status = "FAILED"
         try:
-            self._supervise(self.command(workdir / "job.json", run_id), self.environment(threads), workdir)
-            result_loc = checkpoint_dir.join("result.json")
+            if not self._continue(client, run_id, earlier, checkpoint_dir):
+                self._train(spec, threads)
             if not result_loc.exists():
                 raise TrainingError(f"torchrun succeeded but rank 0 wrote no result at {result_loc.uri}")
             result = json.loads(result_loc.read_bytes())
             status = "FINISHED"
         finally:
-            self.terminate()
             _close_run(client, run_id, status)
-            shutil.rmtree(workdir, ignore_errors=True)
         return {
             "run_id": run_id,
             "experiment_id": experiment_id,
@@ -172,19 +177,69 @@ class TorchrunLauncher:
             "checkpoint_dir": checkpoint_dir.uri,
         }
 
+    def _train(self, spec: dict[str, Any], threads: int) -> None:
+        """Run torchrun on ``spec`` (the workers' job file) in a scratch folder of its own."""
+        workdir = Path(tempfile.mkdtemp(prefix="torchrun-job-"))
+        try:
+            job_file = workdir / "job.json"
+            job_file.write_text(json.dumps({**spec, "workdir": str(workdir)}, default=str))
+            self._supervise(self.command(job_file, spec["run_id"]), self.environment(threads), workdir)
+        finally:
+            self.terminate()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _open_run(
+        self, client: Any, experiment_id: str, tags: dict[str, str], params: dict[str, Any], snap: Any
+    ) -> tuple[str, str | None]:
+        """The run to train in, and the status an earlier launch left it in (None: created now).
+
+        A job with a run key (the rendezvous id its nodes share, else the task instance's attempt
+        key) continues the run carrying that key and the same training config hash; a changed
+        config (new data after an upstream clear, say) gets a run of its own.
+        """
+        from airflow_mlops_provider.core.registry import filter_value
+
+        key = _run_key(self.job)
+        if key is not None:
+            tags = {**tags, **key}
+            query = " and ".join(
+                f"tags.`{name}` = {filter_value(tags[name])}" for name in (*key, TAG_TRAINING_CONFIG)
+            )
+            found = client.search_runs([experiment_id], query, max_results=1)
+            if found:  # mlflow's RunInfo properties are untyped
+                return cast(str, found[0].info.run_id), cast(str, found[0].info.status)
+        return self._create_run(client, experiment_id, tags, params, snap), None
+
+    def _continue(self, client: Any, run_id: str, earlier: str | None, checkpoint_dir: Location) -> bool:
+        """Take over the run an earlier launch left; True when its result is there (nothing to train).
+
+        A run whose rank 0 wrote its result (the model is logged) is reused as it is, even when
+        its attempt failed after that. Any other is reopened (RUNNING again, with this launch's
+        run tags) and its workers resume after the newest checkpoint in ``checkpoint_dir``.
+        """
+        from mlflow.entities import RunTag
+
+        from airflow_mlops_provider.core.training.checkpoints import list_checkpoints
+
+        if earlier is None:
+            return False
+        if checkpoint_dir.join("result.json").exists():
+            self.log(f"MLflow run {run_id} ({earlier}) already holds the trained model: reused, no training")
+            return True
+        found = list_checkpoints(checkpoint_dir)
+        resumed = str(found[-1][0]) if found else "none"
+        client.update_run(run_id, status="RUNNING")
+        tags = {**{str(k): str(v) for k, v in self.job.run_tags.items()}, TAG_RESUMED: resumed}
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+        where = f"after the checkpoint of epoch {resumed}" if found else "from the start (no checkpoint)"
+        self.log(f"Continuing MLflow run {run_id}, left {earlier} by an earlier launch: resuming {where}")
+        return False
+
     def _create_run(
         self, client: Any, experiment_id: str, tags: dict[str, str], params: dict[str, Any], snap: Any
     ) -> str:
         from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
 
-        from airflow_mlops_provider.core.registry import filter_value
-
-        if self.job.nnodes > 1:
-            tags = {**tags, TAG_RDZV_ID: str(self.job.rdzv_id)}
-            query = f"tags.`{TAG_RDZV_ID}` = {filter_value(str(self.job.rdzv_id))}"
-            found = client.search_runs([experiment_id], query, max_results=1)
-            if found:
-                return cast(str, found[0].info.run_id)  # mlflow's RunInfo properties are untyped
         run = client.create_run(experiment_id, tags=tags, run_name=self.job.run_name)
         run_id: str = run.info.run_id
         client.log_batch(
@@ -413,6 +468,14 @@ def _root_cause(tail: list[str]) -> dict[str, Any] | None:
 
 def _fatal_error(workdir: Path) -> dict[str, Any] | None:
     return next((e for e in _worker_errors(workdir) if e.get("fatal")), None)
+
+
+def _run_key(job: TrainingJob) -> dict[str, str] | None:
+    """The tag that names ``job``'s run across launches: the rendezvous id every node of a
+    multi-node job shares, else the attempt key all tries of one task instance share."""
+    if job.nnodes > 1:
+        return {TAG_RDZV_ID: str(job.rdzv_id)}
+    return {TAG_ATTEMPT_KEY: job.attempt_key} if job.attempt_key else None
 
 
 def _close_run(client: Any, run_id: str, status: str) -> None:

@@ -89,7 +89,7 @@ class RolloutModelOperator(PromoteModelOperator):
         links, read when it defers, already point at the version and its decision record)."""
         from airflow_mlops_provider.core.names import CANARY, CHAMPION
         from airflow_mlops_provider.core.rollout import state
-        from airflow_mlops_provider.core.rollout.scrape import scrape
+        from airflow_mlops_provider.core.rollout.scrape import ServiceUnreachable, scrape
         from airflow_mlops_provider.triggers.rollout import RolloutStepTrigger
 
         settings = self.mlflow_settings()
@@ -97,7 +97,11 @@ class RolloutModelOperator(PromoteModelOperator):
         persist_links(context, settings, rollout.model_name, rollout.version, run_id)
         pipeline = config.service_pipeline or self.pipeline or rollout.model_name
         if baseline is None:
-            baseline = scrape(config.service_urls, pipeline)
+            try:
+                baseline = scrape(config.service_urls, pipeline)
+            except ServiceUnreachable as err:  # nothing was rolled out yet: leave nothing behind
+                state.abandon(settings, rollout, str(err))
+                raise
         weight = config.weights[index]
         state.set_step(settings, rollout, weight)
         share = f"{weight:g}% of requests" if config.strategy == "canary" else "a copy of every request"

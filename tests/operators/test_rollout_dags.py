@@ -7,7 +7,8 @@ keys, the same rows every time, so predictions compare the models and not the ro
 2. a challenger that needs a feature the callers do not send answers the canary's share with
    errors: the DAG rolls it back at the first step, fails with the reason, ``champion`` unchanged;
 3. a sound challenger rolled out as a shadow is promoted; its copies never answered anyone;
-4. the rollback DAG undoes a rollout in progress, and that rollout notices.
+4. with the service's metrics unreadable nothing is rolled out and nothing is left behind;
+5. the rollback DAG undoes a rollout in progress, and that rollout notices.
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ def service(mlflow_server: str, tmp_path: Path) -> Iterator[Service]:
         yield Service(f"http://127.0.0.1:{port}", proc)
 
 
-def _config(data: Path, root: Path, service: Service, strategy: str, features: list[str]) -> dict[str, Any]:
+def _config(data: Path, root: Path, service_url: str, strategy: str, features: list[str]) -> dict[str, Any]:
     config = pipeline_config(
         NAME, "cancer", data, root,
+        # every challenger passes: the rollout, not the gate, is under test
+        gate={"min_gain": -1.0, "max_regression": {"accuracy": 1.0}},
         rollout={
-            "strategy": strategy, "service_urls": [service.url], "steps": [50, 100], "hold": 1,
+            "strategy": strategy, "service_urls": [service_url], "steps": [50, 100], "hold": 1,
             "min_requests": 8, "max_step_wait": 120, "poll": 0.5,
             # the same rows for both models: the distance compares models; latency is not judged
             # on a loaded test machine (the guardrail's arithmetic has its own tests)
@@ -124,7 +127,7 @@ def test_canary_breach_rolls_back_shadow_promotes_and_the_rollback_dag_undoes_a_
     datasets.write(datasets.batch("cancer", 0, 2), data / "train", "batch-000")
 
     # 1. no champion yet: nothing to compare with, promoted directly
-    write(_config(data, root, service, "canary", features))
+    write(_config(data, root, service.url, "canary", features))
     run = load(f"retrain_{NAME}").test()
     assert run.state == "success", dags.task_states(run)
     first = str(dags.xcom(run, "gate")["version"])
@@ -133,7 +136,7 @@ def test_canary_breach_rolls_back_shadow_promotes_and_the_rollback_dag_undoes_a_
 
     with RequestLoop(service) as loop:
         # 2. the challenger also needs "id", which callers do not send: its canary share fails
-        write(_config(data, root, service, "canary", [*features, "id"]))
+        write(_config(data, root, service.url, "canary", [*features, "id"]))
         mark = loop.mark()
         run = load(f"retrain_{NAME}").test()
         states = dags.task_states(run)
@@ -159,7 +162,7 @@ def test_canary_breach_rolls_back_shadow_promotes_and_the_rollback_dag_undoes_a_
 
         # 3. a sound challenger (new data), rolled out as a shadow, becomes champion
         datasets.write(datasets.batch("cancer", 1, 2), data / "train", "batch-001")
-        write(_config(data, root, service, "shadow", features))
+        write(_config(data, root, service.url, "shadow", features))
         mark = loop.mark()
         run = load(f"retrain_{NAME}").test()
         assert run.state == "success", dags.task_states(run)
@@ -177,10 +180,18 @@ def test_canary_breach_rolls_back_shadow_promotes_and_the_rollback_dag_undoes_a_
         assert {a[2] for a in during} == {"champion"}  # ... and never answered one
         assert {a[1] for a in during} <= {first, good}
 
-    # 4. the rollback DAG undoes a rollout in progress; the champion stays, the rollout notices
-    rollout = state.start(
-        settings, dags.xcom(run, "gate"), champion=good, strategy="canary", request_id="retrain_x/manual"
-    )
+    # 4. a service whose metrics cannot be read: nothing is rolled out, nothing left behind
+    datasets.write(datasets.drifted_batch("cancer", drift=0.3, seed=7), data / "train", "batch-002")
+    write(_config(data, root, f"http://127.0.0.1:{free_port()}", "canary", features))
+    run = load(f"retrain_{NAME}").test()
+    assert dags.task_states(run)["rollout"] == "failed" and champion_version(NAME) == good
+    assert _policy(settings) == CLEARED
+    record = _record(settings, dags.xcom(run, "gate"))
+    assert record.status == "approved" and [e["event"] for e in record.rollout] == ["start", "abandoned"]
+    assert "metrics at http://127.0.0.1:" in record.rollout[-1]["text"]
+
+    # 5. the rollback DAG undoes a rollout in progress; the champion stays, the rollout notices
+    rollout = state.start(settings, decision, champion=good, strategy="canary", request_id="retrain_x/manual")
     state.set_step(settings, rollout, 25.0)
     assert _policy(settings)["weight"] == "25"
     run = load(f"rollback_{NAME}").test(run_conf={"reason": "canary looks wrong in the dashboard"})

@@ -145,6 +145,12 @@ def note(
     return opened.store()
 
 
+def abandon(settings: TrackingSettings, rollout: Rollout, reason: str) -> None:
+    """End a rollout that never sent the challenger any traffic; its decision stays approved."""
+    clear(settings, rollout)
+    note(settings, rollout, "abandoned", f"nothing rolled out: {reason}", status="approved")
+
+
 def roll_back(settings: TrackingSettings, rollout: Rollout, reason: str, **details: Any) -> None:
     """Stop the canary (``champion`` untouched), mark the version rolled back and record why."""
     clear(settings, rollout)

@@ -34,6 +34,11 @@ class TrainingJob:
     launcher gets the storage options separately. ``attempt_key`` names the training task
     instance, the same for all its tries: a launch finds the MLflow run an earlier try left under
     that key and continues it. Like the run's name and tags, it is left out of :meth:`config_hash`.
+
+    A multi-node job runs one launch per node: with ``node_rank`` set, node 0 creates the run and
+    publishes the rendezvous, the others wait for it up to ``join_timeout`` seconds
+    (:mod:`~airflow_mlops_provider.core.training.rendezvous`); without it, ``rdzv_endpoint`` names
+    a rendezvous the caller arranged.
     """
 
     snapshot: dict[str, Any]
@@ -57,6 +62,8 @@ class TrainingJob:
     run_name: str | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
     attempt_key: str | None = None
+    node_rank: int | None = None
+    join_timeout: int = 600
 
     def validate(self) -> None:
         safe_component(self.pipeline, "pipeline")
@@ -67,8 +74,7 @@ class TrainingJob:
                 raise TrainingConfigError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.max_restarts < 0 or self.checkpoint_every < 0:
             raise TrainingConfigError("max_restarts and checkpoint_every must not be negative")
-        if self.nnodes > 1 and not (self.rdzv_endpoint and self.rdzv_id):
-            raise TrainingConfigError("Multi-node training (nnodes > 1) needs rdzv_endpoint and rdzv_id")
+        self._validate_nodes()
         if self.backend not in (None, "gloo", "nccl"):
             raise TrainingConfigError(
                 f"backend must be 'gloo', 'nccl' or None (automatic), not {self.backend!r}"
@@ -82,6 +88,18 @@ class TrainingJob:
                 f"hyperparameters must be a dict, not {type(self.hyperparameters).__name__}"
             )
         check_entry_point_syntax(self.entry_point)
+
+    def _validate_nodes(self) -> None:
+        if self.nnodes == 1:
+            return
+        if not self.rdzv_id or (self.rdzv_endpoint is None and self.node_rank is None):
+            raise TrainingConfigError(
+                "Multi-node training (nnodes > 1) needs rdzv_id, and node_rank or rdzv_endpoint"
+            )
+        if self.node_rank is not None and not 0 <= int(self.node_rank) < self.nnodes:
+            raise TrainingConfigError(f"node_rank must be in [0, {self.nnodes}), not {self.node_rank!r}")
+        if self.join_timeout < 1:
+            raise TrainingConfigError(f"join_timeout must be at least 1 second, not {self.join_timeout!r}")
 
     @property
     def world_size(self) -> int:

@@ -57,6 +57,7 @@ from airflow_mlops_provider.core.training.entrypoint import check_entry_point_st
 from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
+from airflow_mlops_provider.core.training.rendezvous import NodeRendezvous, node_address
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class TorchrunLauncher:
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopped_by: str | None = None
         self.port: int | None = None
+        self.endpoint: str | None = None  # the c10d rendezvous of a multi-node job
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process (identity-checked before a kill)
 
     # --- the whole job --------------------------------------------------------------------------
@@ -132,7 +134,20 @@ class TorchrunLauncher:
             TAG_SNAPSHOT_SHA: snap.ref.sha256,
             TAG_TRAINING_CONFIG: config_hash,
         }
-        run_id, earlier = self._open_run(client, experiment_id, tags, params, snap)
+        node = self._rendezvous()
+        earlier: str | None
+        if node is not None and job.node_rank:  # a follower: node 0 made the run and the rendezvous
+            record = node.wait(job.join_timeout)
+            run_id, experiment_id, earlier = record["run_id"], record["experiment_id"], "node"
+            self.endpoint = record["endpoint"]
+            node.join(int(job.node_rank), record)
+            self.log(f"Node {job.node_rank} of {job.nnodes} joins {self.endpoint} for MLflow run {run_id}")
+        else:
+            run_id, earlier = self._open_run(client, experiment_id, tags, params, snap)
+            if node is not None:
+                self.endpoint = job.rdzv_endpoint or f"{node_address()}:{free_port()}"
+                node.join(0, node.publish(self.endpoint, run_id, experiment_id))
+                self.log(f"Node 0 of {job.nnodes} hosts the rendezvous at {self.endpoint}")
         self.log(f"MLflow run {run_id} in experiment {experiment_id} ({self.settings.display_uri})")
 
         checkpoint_dir = Location(job.artifact_root, self.storage_options).join(
@@ -156,16 +171,20 @@ class TorchrunLauncher:
             "tags": tags,
             "result_uri": result_loc.uri,
         }
+        leads = node is None or not job.node_rank
         status = "FAILED"
         try:
-            if not self._continue(client, run_id, earlier, checkpoint_dir):
+            if not (leads and self._continue(client, run_id, earlier, checkpoint_dir)):
                 self._train(spec, threads)
             if not result_loc.exists():
                 raise TrainingError(f"torchrun succeeded but rank 0 wrote no result at {result_loc.uri}")
             result = json.loads(result_loc.read_bytes())
             status = "FINISHED"
         finally:
-            _close_run(client, run_id, status)
+            if leads:  # node 0 owns the run and the rendezvous record
+                _close_run(client, run_id, status)
+                if node is not None:
+                    node.finish("succeeded" if status == "FINISHED" else "failed")
         return {
             "run_id": run_id,
             "experiment_id": experiment_id,
@@ -176,6 +195,14 @@ class TorchrunLauncher:
             "training_config_hash": config_hash,
             "checkpoint_dir": checkpoint_dir.uri,
         }
+
+    def _rendezvous(self) -> NodeRendezvous | None:
+        """The rendezvous record of a multi-node job whose node tasks find each other; else None."""
+        job = self.job
+        if job.nnodes == 1 or job.node_rank is None:
+            return None
+        root = Location(job.artifact_root, self.storage_options)
+        return NodeRendezvous(root, job.pipeline, str(job.rdzv_id), job.nnodes)
 
     def _train(self, spec: dict[str, Any], threads: int) -> None:
         """Run torchrun on ``spec`` (the workers' job file) in a scratch folder of its own."""
@@ -268,8 +295,12 @@ class TorchrunLauncher:
     # --- the torchrun process -------------------------------------------------------------------
     def command(self, job_file: Path, run_id: str) -> list[str]:
         job = self.job
+        conf = ""
         if job.nnodes > 1:
-            endpoint, rdzv_id = str(job.rdzv_endpoint), str(job.rdzv_id)
+            endpoint, rdzv_id = str(self.endpoint or job.rdzv_endpoint), str(job.rdzv_id)
+            conf = f"join_timeout={job.join_timeout}"
+            if job.node_rank is not None:  # node 0 hosts the store; the others never try to
+                conf += f",is_host={'true' if int(job.node_rank) == 0 else 'false'}"
         else:
             self.port = free_port()
             endpoint, rdzv_id = f"127.0.0.1:{self.port}", run_id
@@ -279,6 +310,7 @@ class TorchrunLauncher:
             f"--nnodes={job.nnodes}", f"--nproc-per-node={job.nproc_per_node}",
             f"--max-restarts={job.max_restarts}", "--rdzv-backend=c10d",
             f"--rdzv-endpoint={endpoint}", f"--rdzv-id={rdzv_id}", "--monitor-interval=0.1",
+            *([f"--rdzv-conf={conf}"] if conf else []),
             "-m", "airflow_mlops_provider.core.training.worker", str(job_file),
         ]  # fmt: skip
 
@@ -351,6 +383,9 @@ class TorchrunLauncher:
         restarts = f"max_restarts={self.job.max_restarts}"
         if fatal is not None:
             return _describe(fatal)
+        node = self._rendezvous()
+        if node is not None and any("RendezvousTimeoutError" in line for line in tail):
+            return f"Training failed: {node.missing_message(self.job.join_timeout)}"
         if self.stopped_by is not None:
             return f"Training was stopped ({self.stopped_by}); torchrun exited with code {returncode}"
         errors = _worker_errors(workdir)

@@ -1,0 +1,134 @@
+"""How the node tasks of one multi-node job find each other: a small record on the artifact store.
+
+Airflow starts the node tasks whenever it has slots, not together. Node 0 creates the MLflow run,
+picks a rendezvous port on its machine and publishes ``record.json`` (the c10d endpoint and the
+run) under ``<artifact_root>/<pipeline>/rendezvous/<id hash>/``; every other node waits for that
+record (up to the join timeout), and each node leaves a ``node-<rank>.json`` marker when it joins,
+so a job that never completes its rendezvous can say how many nodes joined. Node 0 marks the record
+finished when the job ends, so a node that starts after that fails at once with the reason
+instead of waiting for peers that are gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow_mlops_provider.core.storage import Location
+from airflow_mlops_provider.core.training.errors import TrainingError
+
+ADDRESS_ENV = "MLOPS_NODE_ADDRESS"
+_MARKER = re.compile(r"^node-(\d+)\.json$")
+
+
+class RendezvousFailed(TrainingError):
+    """The node tasks of a job did not all meet, or the job ended before this node joined."""
+
+
+def node_address() -> str:
+    """This machine's address as the other nodes reach it (``$MLOPS_NODE_ADDRESS`` overrides)."""
+    configured = os.environ.get(ADDRESS_ENV)
+    if configured:
+        return configured
+    return socket.gethostbyname(socket.getfqdn())
+
+
+class NodeRendezvous:
+    """The record and markers of one job's rendezvous (``rdzv_id``) on the artifact store."""
+
+    def __init__(self, root: Location, pipeline: str, rdzv_id: str, nnodes: int) -> None:
+        digest = hashlib.sha256(rdzv_id.encode()).hexdigest()[:24]
+        self.folder = root.join(pipeline, "rendezvous", digest)
+        self.rdzv_id, self.nnodes = rdzv_id, nnodes
+
+    @property
+    def _record(self) -> Location:
+        return self.folder.join("record.json")
+
+    def publish(self, endpoint: str, run_id: str, experiment_id: str) -> dict[str, Any]:
+        """Node 0: the endpoint and run every node uses (a retry of node 0 publishes anew)."""
+        record = {
+            "rdzv_id": self.rdzv_id,
+            "endpoint": endpoint,
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "nnodes": self.nnodes,
+            "published_at": _now(),
+            "finished": None,
+        }
+        self._record.write_bytes_atomic(json.dumps(record).encode())
+        return record
+
+    def wait(self, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
+        """Node k > 0: the record node 0 published, once it is there; fails after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.read()
+            if record is not None:
+                if record.get("finished"):
+                    raise RendezvousFailed(
+                        f"the job {self.rdzv_id} ended ({record['finished']}) before this node joined"
+                    )
+                return record
+            if time.monotonic() > deadline:
+                raise RendezvousFailed(
+                    f"node 0 of job {self.rdzv_id} did not publish its rendezvous within {timeout_s:g}s "
+                    f"({len(self.joined())} of {self.nnodes} nodes started): node 0 never got a worker "
+                    "or pool slot, or failed before training"
+                )
+            time.sleep(poll_s)
+
+    def read(self) -> dict[str, Any] | None:
+        if not self._record.exists():
+            return None
+        data: dict[str, Any] = json.loads(self._record.read_bytes())
+        return data
+
+    def join(self, node_rank: int, record: dict[str, Any]) -> None:
+        """Leave this node's marker, tied to the record it joined."""
+        marker = {"rank": node_rank, "host": socket.gethostname(), "at": _now()}
+        marker["for"] = record["published_at"]
+        self.folder.join(f"node-{node_rank}.json").write_bytes_atomic(json.dumps(marker).encode())
+
+    def joined(self) -> list[int]:
+        """Ranks of the nodes that joined the current record (all markers when none is published)."""
+        if not self.folder.exists():
+            return []
+        record = self.read()
+        ranks = []
+        for path in self.folder.fs.ls(self.folder.path, detail=False):
+            name = str(path).rstrip("/").rsplit("/", 1)[-1]
+            match = _MARKER.match(name)
+            if not match:
+                continue
+            marker = json.loads(self.folder.join(name).read_bytes())
+            if record is None or marker.get("for") == record["published_at"]:
+                ranks.append(int(match.group(1)))
+        return sorted(ranks)
+
+    def finish(self, outcome: str) -> None:
+        """Node 0: the job ended (``succeeded`` or the failure), so late nodes stop waiting."""
+        record = self.read()
+        if record is not None:
+            record["finished"] = outcome
+            self._record.write_bytes_atomic(json.dumps(record).encode())
+
+    def missing_message(self, join_timeout_s: float) -> str:
+        """Why the rendezvous did not complete, in the words a failed node reports."""
+        joined = self.joined()
+        return (
+            f"only {len(joined)} of {self.nnodes} nodes joined job {self.rdzv_id} within "
+            f"{join_timeout_s:g}s (node ranks {joined}): the others never started. Airflow does not "
+            "start a job's node tasks together: give the training pool at least `nodes` slots per "
+            "job running at once, and keep that many workers free"
+        )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

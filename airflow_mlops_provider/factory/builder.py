@@ -237,12 +237,13 @@ def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, 
     if training.pool:
         kwargs.update(pool=training.pool, pool_slots=training.pool_slots)
     points = training.grid_points
-    if len(points) == 1:
+    nodes = int(training.job["nnodes"])
+    if len(points) == 1 and nodes == 1:
         single = TrainModelOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
         return single, single
     if training.max_parallel:
-        kwargs["max_active_tis_per_dagrun"] = training.max_parallel
-    train = TrainModelOperator.partial(task_id="train", **kwargs).expand(hyperparameters=points)
+        kwargs["max_active_tis_per_dagrun"] = training.max_parallel * nodes
+    train = TrainModelOperator.partial(task_id="train", **kwargs).expand_kwargs(_node_tasks(points, nodes))
     best = SelectBestRunOperator(
         task_id="select_best",
         results=train.output,
@@ -253,13 +254,22 @@ def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, 
     return train, best
 
 
+def _node_tasks(points: list[dict[str, Any]], nodes: int) -> list[dict[str, Any]]:
+    """The mapped training tasks: one per grid point, or ``nodes`` per grid point of a multi-node
+    job (node ranks 0..nodes-1 sharing the point's rendezvous id; every node returns the result)."""
+    if nodes == 1:
+        return [{"hyperparameters": dict(point)} for point in points]
+    return [
+        {"hyperparameters": dict(point), "node_rank": rank, "rdzv_id": f"mlops-{{{{ run_id }}}}-{index}"}
+        for index, point in enumerate(points)
+        for rank in range(nodes)
+    ]
+
+
 def training_arguments(config: PipelinePlan) -> dict[str, Any]:
     """The training operator's ``TrainingJob`` arguments that define *what* is trained (hashed for the
-    skip check): the plan's, plus the rendezvous id."""
-    job = config.training.job
-    # every node of one training job must share the id; each run and grid point needs its own
-    rdzv_id = "mlops-{{ run_id }}-{{ ti.map_index }}" if job["nnodes"] > 1 else None
-    return {**job, "rdzv_id": rdzv_id}
+    skip check): the plan's (a multi-node job's rendezvous id and node rank come per mapped task)."""
+    return dict(config.training.job)
 
 
 def training_jobs(config: PipelinePlan) -> list[dict[str, Any]]:

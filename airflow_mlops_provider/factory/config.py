@@ -311,10 +311,21 @@ class Training(Strict):
         default=1, ge=1, le=64, description="Worker processes per node (torchrun's nproc_per_node)"
     )
     nodes: int = Field(
-        default=1, ge=1, description="Nodes of one training job; more than one needs rdzv_endpoint"
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Nodes of one training job: that many cooperating node tasks per grid point (Airflow "
+            "workers), meeting in a c10d rendezvous on node 0; the pool needs that many free slots"
+        ),
     )
     rdzv_endpoint: str | None = Field(
-        default=None, description="host:port of the torchrun c10d rendezvous for multi-node training"
+        default=None,
+        description="host:port of the c10d rendezvous, overriding node 0's own address (multi-node)",
+    )
+    join_timeout: Duration = Field(
+        default=600,
+        description="How long the node tasks of a job wait for each other before all of them fail",
     )
     resources: Resources = Field(default_factory=Resources)
     timeout: Duration = Field(
@@ -382,8 +393,6 @@ class Training(Strict):
             raise ValueError(
                 f"keys {overlap} appear in both 'hyperparameters' and 'grid'; expected one place"
             )
-        if self.nodes > 1 and not self.rdzv_endpoint:
-            raise ValueError("multi-node training (nodes > 1) needs 'rdzv_endpoint'")
         self._check_hyperparameters()
         return self
 

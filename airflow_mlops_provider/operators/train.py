@@ -58,7 +58,11 @@ class TrainModelOperator(MlopsBaseOperator):
         ``batch_size``, ``lr``, ``weight_decay``, ``hidden``, ``dropout``, ``feature_columns``,
         ``categorical_columns``, ``max_categories``).
     :param nproc_per_node: worker processes on this machine.
-    :param nnodes: machines; more than one needs ``rdzv_endpoint`` and ``rdzv_id``.
+    :param nnodes: machines; more than one needs ``rdzv_id`` and, per node task, ``node_rank``
+        (node 0 hosts the rendezvous and the MLflow run; every node returns the job's result once
+        it succeeded), or an ``rdzv_endpoint`` arranged by the caller.
+    :param node_rank: this task's node in a multi-node job (the DAG factory maps one task per node).
+    :param join_timeout: seconds the nodes of a job wait for each other before all of them fail.
     :param max_restarts: torchrun worker-group restarts after a failure.
     :param backend: ``"gloo"`` or ``"nccl"``; default: NCCL when GPUs are visible, else gloo.
     :param threads_per_proc: intra-op threads per worker (default: cores / nproc_per_node).
@@ -94,6 +98,8 @@ class TrainModelOperator(MlopsBaseOperator):
         nnodes: int = 1,
         rdzv_endpoint: str | None = None,
         rdzv_id: str | None = None,
+        node_rank: int | None = None,
+        join_timeout: int = 600,
         max_restarts: int = 0,
         backend: str | None = None,
         threads_per_proc: int | None = None,
@@ -114,6 +120,8 @@ class TrainModelOperator(MlopsBaseOperator):
         self.nnodes = nnodes
         self.rdzv_endpoint = rdzv_endpoint
         self.rdzv_id = rdzv_id
+        self.node_rank = node_rank
+        self.join_timeout = join_timeout
         self.max_restarts = max_restarts
         self.backend = backend
         self.threads_per_proc = threads_per_proc

@@ -130,6 +130,13 @@ class AirflowStack:
     def log(self, component: str) -> str:
         return (self.home / f"{component}.log").read_text(errors="replace")
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+        """Every attempt's log of one task instance, from the deployment's log folder."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log")))
+
 
 def _spawn(component: str, home: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(home / f"{component}.log", "ab") as log:

@@ -7,9 +7,11 @@ from typing import Any
 import yaml
 
 
-def cancer_pipeline_yaml(name: str, *, model: str, bucket: str, artifact_root: str, epochs: int = 8) -> str:
+def cancer_pipeline_yaml(
+    name: str, *, model: str, bucket: str, artifact_root: str, epochs: int = 8, **training: Any
+) -> str:
     """A small, fast classifier: training data under ``cancer/train/``, live data under ``cancer/live/``,
-    delayed labels under ``cancer/labels/``."""
+    delayed labels under ``cancer/labels/``; ``training`` overrides keys of the training section."""
     source: dict[str, Any] = {"bucket": bucket, "glob": "*.csv", "format": "csv"}
     config = {
         "name": name,
@@ -27,6 +29,7 @@ def cancer_pipeline_yaml(name: str, *, model: str, bucket: str, artifact_root: s
             "workers": 1,
             "timeout": "10m",
             "retries": 0,
+            **training,
         },
         "evaluation": {"split": "test", "primary_metric": "roc_auc"},
         "gate": {"thresholds": {"roc_auc": 0.8}},

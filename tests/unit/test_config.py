@@ -310,3 +310,28 @@ def test_rollout_settings_reach_the_plan_and_the_retrain_dag(tmp_path: Path):
             "got {'strategy': 'shadow'}",
         )
     ]
+
+
+def test_a_multi_node_job_becomes_one_node_task_per_node_and_grid_point():
+    from airflow_mlops_provider.factory.builder import build_pipeline
+
+    config = parse_pipeline(
+        _with(
+            training__nodes=2,
+            training__join_timeout="2m",
+            training__grid={"lr": [0.01, 0.1]},
+            training__max_parallel=1,
+        )
+    )
+    dag = build_pipeline(config)["retrain_churn"]
+    train = dag.get_task("train")
+    assert train.partial_kwargs["nnodes"] == 2 and train.partial_kwargs["join_timeout"] == 120
+    assert train.partial_kwargs["max_active_tis_per_dagrun"] == 2  # one grid point's nodes at once
+    tasks = train.expand_input.value
+    assert [(t["hyperparameters"]["lr"], t["node_rank"]) for t in tasks] == [
+        (0.01, 0), (0.01, 1), (0.1, 0), (0.1, 1)
+    ]  # fmt: skip
+    assert [t["rdzv_id"] for t in tasks] == ["mlops-{{ run_id }}-0"] * 2 + ["mlops-{{ run_id }}-1"] * 2
+    assert dag.get_task("select_best").upstream_task_ids == {"train"}
+    single = build_pipeline(parse_pipeline(_with(training__nodes=2)))["retrain_churn"].get_task("train")
+    assert [t["node_rank"] for t in single.expand_input.value] == [0, 1]  # mapped even for one point

@@ -20,6 +20,17 @@ from tests.unit.messy_data import messy_csv
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module", autouse=True)
+def global_tracking_uri(mlflow_server):
+    """This module uses MLflow's global API; its tracking URI (also exported to the environment, which
+    live stacks started later would inherit) must not outlive the module."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    yield
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(scope="module")
 def logged(mlflow_server):
     """One trained classifier logged to a run and registered as version 1 with alias ``champion``."""
@@ -41,7 +52,6 @@ def logged(mlflow_server):
     settings = TrackingSettings(tracking_uri=mlflow_server)
     client = settings.client()
     experiment_id = ensure_experiment(client, f"model-io-{uuid.uuid4().hex[:8]}")
-    mlflow.set_tracking_uri(mlflow_server)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         info = log_model(model, frame.drop(columns=["y"]))
     name = f"model-io-{uuid.uuid4().hex[:8]}"

@@ -62,7 +62,6 @@ def register_champion(settings: TrackingSettings, root: Path, pipeline: str) -> 
         optimiser.zero_grad()
         torch.nn.functional.cross_entropy(model.network(features), target).backward()
         optimiser.step()
-    mlflow.set_tracking_uri(settings.tracking_uri)
     client = settings.client()
     experiment_id = ensure_experiment(client, f"{pipeline}-training")
     tags = {

@@ -5,8 +5,8 @@ picks a rendezvous port on its machine and publishes ``record.json`` (the c10d e
 run) under ``<artifact_root>/<pipeline>/rendezvous/<id hash>/``; every other node waits for that
 record (up to the join timeout), and each node leaves a ``node-<rank>.json`` marker when it joins,
 so a job that never completes its rendezvous can say how many nodes joined. Node 0 marks the record
-finished when the job ends, so a node that starts after that fails at once with the reason
-instead of waiting for peers that are gone.
+finished when the job ends; a node that starts after that waits for a retried node 0 to publish
+anew, and at its join timeout fails saying the job ended before it joined.
 """
 
 from __future__ import annotations
@@ -66,17 +66,21 @@ class NodeRendezvous:
         return record
 
     def wait(self, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
-        """Node k > 0: the record node 0 published, once it is there; fails after ``timeout_s``."""
+        """Node k > 0: the record node 0 published, once it is there; fails after ``timeout_s``.
+
+        A record of a job that already ended is waited past too (node 0 may be retried and publish
+        anew); at the deadline the failure says the job ended before this node joined.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             record = self.read()
-            if record is not None:
-                if record.get("finished"):
+            if record is not None and not record.get("finished"):
+                return record
+            if time.monotonic() > deadline:
+                if record is not None:
                     raise RendezvousFailed(
                         f"the job {self.rdzv_id} ended ({record['finished']}) before this node joined"
                     )
-                return record
-            if time.monotonic() > deadline:
                 raise RendezvousFailed(
                     f"node 0 of job {self.rdzv_id} did not publish its rendezvous within {timeout_s:g}s "
                     f"({len(self.joined())} of {self.nnodes} nodes started): node 0 never got a worker "

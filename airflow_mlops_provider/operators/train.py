@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlops_provider.core.payloads import TrainingResult
+    from airflow_mlops_provider.core.tracking import TrackingSettings
     from airflow_mlops_provider.core.training.job import TrainingJob
 
 # TrainingJob fields the operator does not take as arguments: it names, tags and keys the run itself.
@@ -139,7 +140,10 @@ class TrainModelOperator(MlopsBaseOperator):
         self.log.info("Try %s of training task instance %s", ti.try_number, job.attempt_key)
         settings = self.mlflow_settings()
         self._launcher = TorchrunLauncher(job, settings, self.storage_options(), log=self.log.info)
-        result = self._launcher.run()
+        return self.report(context, settings, self._launcher.run())
+
+    def report(self, context: Context, settings: TrackingSettings, result: TrainingResult) -> TrainingResult:
+        """The task's result: ``result`` with the run's MLflow page, which the run link shows."""
         result["run_url"] = run_url(settings.browser_url, result["experiment_id"], result["run_id"])
         MlflowRunLink.persist(context, result["run_url"])
         self.log.info("Trained %s: %s", result["model_uri"], json.dumps(result["metrics"], sort_keys=True))

@@ -56,6 +56,7 @@ from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.entrypoint import check_entry_point_static
 from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.job import TrainingJob
+from airflow_mlops_provider.core.training.launch import Launch
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
 from airflow_mlops_provider.core.training.rendezvous import NodeRendezvous, node_address
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
@@ -89,6 +90,26 @@ class TorchrunLauncher:
     # --- the whole job --------------------------------------------------------------------------
     def run(self) -> TrainingResult:
         """Preflight, create the MLflow run, train under torchrun and return the result dict."""
+        launch = self.prepare()
+        job = self.job
+        leads = launch.node is None or not job.node_rank
+        status = "FAILED"
+        try:
+            if not (leads and self.take_over(launch)):
+                self._train(launch.spec, launch.threads)
+            result = launch.result()
+            status = "FINISHED"
+        finally:
+            if leads:  # node 0 owns the run and the rendezvous record
+                launch.close(status)
+        return result
+
+    def prepare(self) -> Launch:
+        """Everything before the first GPU-second: check the job, the snapshot and MLflow, open the
+        run (created, or an earlier launch's found) and write the workers' job spec.
+
+        A multi-node follower waits here for node 0's record and joins its run instead.
+        """
         from airflow_mlops_provider.core.snapshot import SnapshotError, open_snapshot
         from airflow_mlops_provider.core.tracking import check_reachable, ensure_experiment
 
@@ -153,7 +174,6 @@ class TorchrunLauncher:
         checkpoint_dir = Location(job.artifact_root, self.storage_options).join(
             job.pipeline, "checkpoints", run_id
         )
-        result_loc = checkpoint_dir.join("result.json")
         spec = {
             "entry_point": job.entry_point,
             "snapshot": snapshot,
@@ -169,32 +189,21 @@ class TorchrunLauncher:
             "checkpoint_every": job.checkpoint_every,
             "run_id": run_id,
             "tags": tags,
-            "result_uri": result_loc.uri,
+            "result_uri": checkpoint_dir.join("result.json").uri,
         }
-        leads = node is None or not job.node_rank
-        status = "FAILED"
-        try:
-            if not (leads and self._continue(client, run_id, earlier, checkpoint_dir)):
-                self._train(spec, threads)
-            if not result_loc.exists():
-                raise TrainingError(f"torchrun succeeded but rank 0 wrote no result at {result_loc.uri}")
-            result = json.loads(result_loc.read_bytes())
-            status = "FINISHED"
-        finally:
-            if leads:  # node 0 owns the run and the rendezvous record
-                _close_run(client, run_id, status)
-                if node is not None:
-                    node.finish("succeeded" if status == "FINISHED" else "failed")
-        return {
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "model_uri": result.get("model_uri") or f"runs:/{run_id}/model",
-            "metrics": {k: v for k, v in result["metrics"].items() if k.startswith("val_")},
-            "params": {k: v for k, v in params.items()},
-            "snapshot_sha256": snap.ref.sha256,
-            "training_config_hash": config_hash,
-            "checkpoint_dir": checkpoint_dir.uri,
-        }
+        return Launch(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            earlier=earlier,
+            spec=spec,
+            params=params,
+            snapshot_sha256=snap.ref.sha256,
+            config_hash=config_hash,
+            checkpoint_dir=checkpoint_dir,
+            threads=threads,
+            client=client,
+            node=node,
+        )
 
     def _rendezvous(self) -> NodeRendezvous | None:
         """The rendezvous record of a multi-node job whose node tasks find each other; else None."""
@@ -237,17 +246,19 @@ class TorchrunLauncher:
                 return cast(str, found[0].info.run_id), cast(str, found[0].info.status)
         return self._create_run(client, experiment_id, tags, params, snap), None
 
-    def _continue(self, client: Any, run_id: str, earlier: str | None, checkpoint_dir: Location) -> bool:
+    def take_over(self, launch: Launch) -> bool:
         """Take over the run an earlier launch left; True when its result is there (nothing to train).
 
         A run whose rank 0 wrote its result (the model is logged) is reused as it is, even when
         its attempt failed after that. Any other is reopened (RUNNING again, with this launch's
-        run tags) and its workers resume after the newest checkpoint in ``checkpoint_dir``.
+        run tags) and its workers resume after the newest checkpoint in its checkpoint folder.
         """
         from mlflow.entities import RunTag
 
         from airflow_mlops_provider.core.training.checkpoints import list_checkpoints
 
+        client, run_id, earlier = launch.client, launch.run_id, launch.earlier
+        checkpoint_dir = launch.checkpoint_dir
         if earlier is None:
             return False
         if checkpoint_dir.join("result.json").exists():
@@ -511,12 +522,6 @@ def _run_key(job: TrainingJob) -> dict[str, str] | None:
     if job.nnodes > 1:
         return {TAG_RDZV_ID: str(job.rdzv_id)}
     return {TAG_ATTEMPT_KEY: job.attempt_key} if job.attempt_key else None
-
-
-def _close_run(client: Any, run_id: str, status: str) -> None:
-    # Closing the run is best effort; the training outcome decides the task.
-    with contextlib.suppress(Exception):
-        client.set_terminated(run_id, status)
 
 
 def new_rdzv_id() -> str:

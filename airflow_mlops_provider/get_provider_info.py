@@ -37,7 +37,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": _MLOPS, "python-modules": _operator_modules()},
         ],
         "triggers": [
-            {"integration-name": _MLOPS, "python-modules": ["airflow_mlops_provider.triggers.rollout"]},
+            {
+                "integration-name": _MLOPS,
+                "python-modules": [
+                    "airflow_mlops_provider.triggers.rollout",
+                    "airflow_mlops_provider.triggers.kubeflow",
+                ],
+            },
         ],
         "extra-links": _extra_links(),
         "notifications": [f"airflow_mlops_provider.notifications.{path}" for path in NOTIFIERS],
@@ -107,6 +113,7 @@ OPERATOR_MODULES: tuple[str, ...] = (
     "drift",
     "performance",
     "train",
+    "train_kubernetes",
     "evaluate",
     "promote",
     "rollout",

@@ -220,7 +220,12 @@ def _promotion(config: PipelinePlan, gate: Any, approval: Any) -> Any:
 
 
 def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, Any]:
-    """One training task, or a task mapped over the grid followed by ``select_best`` (first, last)."""
+    """One training task, or a task mapped over the grid followed by ``select_best`` (first, last).
+
+    Backend ``nodes`` maps one task per node of each grid point; ``kubernetes`` submits each grid
+    point's job (all its nodes) to the cluster from one task.
+    """
+    from airflow_mlops_provider.factory.gpus import executor_arguments
     from airflow_mlops_provider.operators.train import SelectBestRunOperator, TrainModelOperator
 
     training = config.training
@@ -232,18 +237,25 @@ def _training(config: PipelinePlan, ingest: Any, common: _Common) -> tuple[Any, 
         execution_timeout=timedelta(seconds=training.timeout),
         retries=training.retries,
         doc_md=docs.TASKS["train"],
+        **executor_arguments(training),
         **common,
     )
     if training.pool:
         kwargs.update(pool=training.pool, pool_slots=training.pool_slots)
+    operator: Any = TrainModelOperator
+    if training.engine == "kubernetes":
+        from airflow_mlops_provider.operators.train_kubernetes import TrainOnKubernetesOperator
+
+        operator = TrainOnKubernetesOperator
+        kwargs.update(kubernetes=dict(training.kubernetes or {}), gpus=training.gpus)
     points = training.grid_points
-    nodes = int(training.job["nnodes"])
+    nodes = int(training.job["nnodes"]) if training.engine == "nodes" else 1
     if len(points) == 1 and nodes == 1:
-        single = TrainModelOperator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
+        single = operator(task_id="train", hyperparameters=dict(points[0]), **kwargs)
         return single, single
     if training.max_parallel:
         kwargs["max_active_tis_per_dagrun"] = training.max_parallel * nodes
-    train = TrainModelOperator.partial(task_id="train", **kwargs).expand_kwargs(_node_tasks(points, nodes))
+    train = operator.partial(task_id="train", **kwargs).expand_kwargs(_node_tasks(points, nodes))
     best = SelectBestRunOperator(
         task_id="select_best",
         results=train.output,

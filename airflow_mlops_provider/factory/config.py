@@ -277,6 +277,51 @@ class Resources(Strict):
         default=None, description="Airflow pool the training tasks run in; None: the default pool"
     )
     pool_slots: int = Field(default=1, gt=0, description="Pool slots one training task takes")
+    queue: str | None = Field(
+        default=None,
+        description=(
+            "Executor queue of the training tasks (Celery: a GPU worker runs `airflow celery worker "
+            "--queues gpu`); None: 'gpu' when gpus > 0, else the default queue"
+        ),
+    )
+
+    @property
+    def resolved_queue(self) -> str | None:
+        return self.queue or ("gpu" if self.gpus else None)
+
+
+KUBERNETES_EXTRA = "pip install 'airflow-mlops-provider[kubernetes]'"
+
+
+class KubernetesTraining(Strict):
+    """Where ``backend: kubernetes`` runs training: a Kubeflow job on a cluster."""
+
+    image: str = Field(
+        min_length=1, description="Container image with this provider installed (and the entry point's code)"
+    )
+    namespace: str = Field(default="default", description="Namespace of the training jobs")
+    kind: Literal["TrainJob", "PyTorchJob"] = Field(
+        default="TrainJob",
+        description="Kubeflow Trainer v2 TrainJob, or the Training Operator v1 PyTorchJob of older clusters",
+    )
+    runtime: str = Field(default="torch-distributed", description="ClusterTrainingRuntime a TrainJob runs on")
+    kubernetes_conn_id: str = Field(
+        default="kubernetes_default", description="Airflow connection of the cluster (cncf.kubernetes)"
+    )
+    poll_interval: Duration = Field(default=15, description="How often the triggerer reads the job's status")
+    service_account: str | None = Field(default=None, description="Service account of the training pods")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the training pods must run on (GPU nodes, say)"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Plain environment variables of the pods (e.g. an in-cluster MLFLOW_TRACKING_URI); "
+        "never credentials: use 'secret'",
+    )
+    secret: str | None = Field(
+        default=None,
+        description="Kubernetes Secret the pods read AWS_* and MLFLOW_TRACKING_* credentials from",
+    )
 
 
 class Training(Strict):
@@ -326,6 +371,16 @@ class Training(Strict):
     join_timeout: Duration = Field(
         default=600,
         description="How long the node tasks of a job wait for each other before all of them fail",
+    )
+    backend: Literal["local", "nodes", "kubernetes"] | None = Field(
+        default=None,
+        description=(
+            "Where training runs: local (torchrun in the task), nodes (one task per node on Airflow's "
+            "workers) or kubernetes (a Kubeflow job); None: local for one node, nodes for more"
+        ),
+    )
+    kubernetes: KubernetesTraining | None = Field(
+        default=None, description="The cluster settings of backend: kubernetes"
     )
     resources: Resources = Field(default_factory=Resources)
     timeout: Duration = Field(
@@ -393,8 +448,40 @@ class Training(Strict):
             raise ValueError(
                 f"keys {overlap} appear in both 'hyperparameters' and 'grid'; expected one place"
             )
+        self._check_backend()
         self._check_hyperparameters()
         return self
+
+    @property
+    def resolved_backend(self) -> str:
+        return self.backend or ("nodes" if self.nodes > 1 else "local")
+
+    def _check_backend(self) -> None:
+        """The backend fits the nodes, has its settings, and (kubernetes) its optional extra."""
+        backend = self.resolved_backend
+        if backend == "local" and self.nodes > 1:
+            raise ValueError(
+                f"backend 'local' trains on one node, but nodes is {self.nodes}: set backend: nodes "
+                "(one task per node on Airflow's workers) or backend: kubernetes, or nodes: 1"
+            )
+        if (backend == "kubernetes") != (self.kubernetes is not None):
+            raise ValueError(
+                "backend: kubernetes needs a 'kubernetes' section (with at least image), "
+                "and only that backend takes one"
+            )
+        if backend == "kubernetes":
+            import importlib.util
+
+            for module in ("airflow.providers.cncf.kubernetes", "kubernetes", "kubernetes_asyncio"):
+                try:
+                    found = importlib.util.find_spec(module) is not None
+                except (ImportError, ValueError):
+                    found = False
+                if not found:
+                    raise ValueError(
+                        f"backend: kubernetes needs the Kubernetes extra ({module} is not installed): "
+                        f"{KUBERNETES_EXTRA}"
+                    )
 
     def _check_hyperparameters(self) -> None:
         """Every grid point against the entry point's schema; errors name hyperparameters.x or grid.x."""
@@ -430,7 +517,8 @@ class Training(Strict):
     def job_arguments(self) -> dict[str, Any]:
         """The ``TrainingJob`` arguments this section fixes: its fields named like the job's, then
         the ones the YAML names otherwise (hyperparameters come per grid point)."""
-        names = {f.name for f in dataclasses.fields(TrainingJob)} - {"hyperparameters"}
+        # ``backend`` of a job is its process group (gloo/nccl), not this section's engine
+        names = {f.name for f in dataclasses.fields(TrainingJob)} - {"hyperparameters", "backend"}
         same = {name: getattr(self, name) for name in sorted(names & set(type(self).model_fields))}
         return {
             **same,
@@ -950,6 +1038,9 @@ class PipelineConfig(Strict):
             grid_points=training.grid_points(),
             pool=training.resources.pool,
             pool_slots=training.resources.pool_slots,
+            engine=training.resolved_backend,
+            queue=training.resources.resolved_queue,
+            gpus=training.resources.gpus,
             select_metric=training.resolved_select_metric,
             select_mode=training.select_mode,
         )

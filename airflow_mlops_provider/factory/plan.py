@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Self, dataclass_transform, get_args
 from airflow_mlops_provider import __version__
 from airflow_mlops_provider.factory import env as env_rules
 
-PLAN_VERSION = 5
+PLAN_VERSION = 6
 _ENV_REF = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _HERE = Path(__file__).resolve().parent
 _CORE = _HERE.parent / "core"
@@ -154,6 +154,10 @@ class TrainingPlan(Section):
     grid_points: list[dict[str, Any]]  # the hyperparameters of each job
     pool: str | None
     pool_slots: int
+    engine: str  # resolved backend: local, nodes or kubernetes (the job's ``backend`` is gloo/nccl)
+    kubernetes: dict[str, Any] | None  # KubernetesTraining fields (durations in seconds) of kubernetes
+    queue: str | None  # resolved: the executor queue of the training tasks
+    gpus: int  # per worker process
     timeout: float
     retries: int
     max_parallel: int | None

@@ -111,6 +111,13 @@ class SnapshotWriter:
     Batches go to local temporary Parquet files (bounded memory: one batch at a time), the
     hash is taken from those files, and only then are they copied under the content address,
     manifest last. Use as a context manager: leaving it with an exception discards everything.
+
+    Row groups are sized for training ranks (:func:`balanced_row_groups`): a split of at least
+    ``8 * BALANCED_MIN_GROUP_ROWS`` rows is written as a multiple of 8 row groups of equal size
+    (give or take one row), each of at most ``row_group_rows`` rows, so that 2, 4 or 8 ranks
+    get the same whole row groups' worth of rows. A smaller split keeps row groups of
+    ``row_group_rows`` rows (the last one fewer). The split is regrouped once, streaming, from
+    the local file at commit when its row groups do not already follow the rule.
     """
 
     def __init__(
@@ -154,8 +161,9 @@ class SnapshotWriter:
         """Publish the snapshot (or find the identical one already published) and return its reference."""
         if not self._writers:
             raise SnapshotError("Nothing was written to the snapshot")
-        for writer in self._writers.values():
+        for split, writer in self._writers.items():
             writer.close()
+            self._balance(split)
         splits = sorted(self._writers, key=split_order)
         sha, files = _hash_files({split: Location(self._local(split)) for split in splits})
         target = self._root.join(sha)
@@ -190,6 +198,58 @@ class SnapshotWriter:
 
     def _local(self, split: str) -> str:
         return os.path.join(self._tmp, f"{split}.parquet")
+
+    def _balance(self, split: str) -> None:
+        """Regroup the split's local file into :func:`balanced_row_groups` sizes (if it is not already)."""
+        path = self._local(split)
+        source = pq.ParquetFile(path)
+        meta = source.metadata
+        sizes = balanced_row_groups(meta.num_rows, self._row_group_rows)
+        if not meta.num_rows or [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == sizes:
+            return
+        regrouped = os.path.join(self._tmp, f"{split}.balanced.parquet")
+        with pq.ParquetWriter(
+            regrouped, self._schema, compression="zstd", write_page_checksum=True
+        ) as writer:  # fmt: skip
+            batches = source.iter_batches(batch_size=min(self._row_group_rows, 65_536))
+            pending: list[pa.RecordBatch] = []
+            for size in sizes:
+                pending = _take(batches, pending, size, writer)
+        source.close()
+        os.replace(regrouped, path)
+
+
+BALANCED_MIN_GROUP_ROWS = 8192
+BALANCED_GROUPS = 8  # a multiple of 8 row groups: balanced for 1, 2, 4 and 8 ranks
+
+
+def balanced_row_groups(rows: int, row_group_rows: int) -> list[int]:
+    """Row group sizes of a split of ``rows`` rows (see :class:`SnapshotWriter`).
+
+    ``G = 8 * ceil(rows / (8 * row_group_rows))`` groups of ``rows // G`` rows, the first
+    ``rows % G`` of them one more, when ``rows >= 8 * BALANCED_MIN_GROUP_ROWS``; otherwise groups
+    of ``row_group_rows`` rows, the last one fewer.
+    """
+    if rows < BALANCED_GROUPS * BALANCED_MIN_GROUP_ROWS:
+        full, rest = divmod(rows, row_group_rows)
+        return [row_group_rows] * full + ([rest] if rest else [])
+    groups = BALANCED_GROUPS * -(-rows // (BALANCED_GROUPS * row_group_rows))
+    size, extra = divmod(rows, groups)
+    return [size + 1] * extra + [size] * (groups - extra)
+
+
+def _take(
+    batches: Iterator[pa.RecordBatch], pending: list[pa.RecordBatch], size: int, writer: pq.ParquetWriter
+) -> list[pa.RecordBatch]:
+    """Write the next ``size`` rows (``pending``, then ``batches``) as one row group; return the rest."""
+    have = sum(b.num_rows for b in pending)
+    while have < size:
+        batch = next(batches)
+        pending.append(batch)
+        have += batch.num_rows
+    table = pa.Table.from_batches(pending, schema=writer.schema).combine_chunks()
+    writer.write_table(table.slice(0, size), row_group_size=size)
+    return list(table.slice(size).to_batches())
 
 
 def write_snapshot(

@@ -8,7 +8,8 @@ store never executes code from that store.
 Preprocessing, fitted on the training split only:
 
 * numeric columns (ints, floats, bools): standardised with the training mean and standard
-  deviation; missing values become the mean (0 after scaling);
+  deviation (a constant column: its value and scale 1); missing values become the mean (0 after
+  scaling);
 * date columns (dates and timestamps): the numeric parts of :mod:`~airflow_mlops_provider.core.dates`
   (day number, month, day of week), each standardised like a numeric column, so a date later
   than any seen in training is further along, not an unseen category;
@@ -17,6 +18,9 @@ Preprocessing, fitted on the training split only:
   seen in training and missing values.
 
 Regression targets are standardised for training and scaled back by :meth:`TabularModel.predict`.
+The statistics are accumulated batch by batch and merge exactly
+(:mod:`~airflow_mlops_provider.core.tabular_fit`), so a split streamed by many ranks is fitted as
+the whole frame would be.
 
 A pandas frame (training, the MLflow pyfunc) and an Arrow table (batch scoring, the prediction
 service: :meth:`TabularModel.score_table`) go through the same encoding and give the same matrix;
@@ -72,28 +76,13 @@ class Preprocessor:
         categorical_columns: Sequence[str] | None = None,
         max_categories: int = 64,
     ) -> Preprocessor:
-        """Fit on ``frame``; columns are categorical when listed or when neither numeric nor dates."""
-        missing = [c for c in feature_columns if c not in frame.columns]
-        if missing:
-            raise TabularModelError(f"Feature columns missing from the training data: {missing}")
-        forced = set(categorical_columns or ())
-        numeric: dict[str, tuple[float, float]] = {}
-        categorical: dict[str, list[str]] = {}
-        dates: dict[str, dict[str, tuple[float, float]]] = {}
-        for column in feature_columns:
-            series = frame[column]
-            if column not in forced and _is_date(series):
-                parts = date_parts(_arrow_dates(series))
-                dates[column] = {part: _moments(values, column) for part, values in parts.items()}
-            elif column not in forced and (
-                pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-            ):
-                numeric[column] = _moments(series.astype("float64").to_numpy(), column)
-            else:
-                counts = series.dropna().astype(str).value_counts()
-                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-                categorical[column] = sorted(value for value, _ in ranked)
-        return cls(numeric=numeric, categorical=categorical, dates=dates)
+        """Fit on ``frame``; columns are categorical when listed or when neither numeric nor dates
+        (see :mod:`~airflow_mlops_provider.core.tabular_fit` for the statistics)."""
+        from airflow_mlops_provider.core.tabular_fit import FeatureStatistics
+
+        stats = FeatureStatistics(list(feature_columns), set(categorical_columns or ()), max_categories)
+        stats.add(frame)
+        return stats.preprocessor()
 
     @property
     def columns(self) -> list[str]:
@@ -236,35 +225,18 @@ class TabularModel:
         max_categories: int = 64,
     ) -> TabularModel:
         """A new, untrained model whose preprocessing (and class list) is fitted on ``train``."""
-        if task not in TASKS:
-            raise TabularModelError(f"task must be one of {TASKS}, not {task!r}")
-        if target not in train.columns:
-            raise TabularModelError(
-                f"Target column {target!r} is not in the data (columns: {list(train.columns)})"
-            )
-        if len(train) == 0:
-            raise TabularModelError("The training data is empty")
-        features = list(feature_columns) if feature_columns else [c for c in train.columns if c != target]
-        if target in features:
-            raise TabularModelError(f"Target column {target!r} is also listed as a feature")
-        if not features:
-            raise TabularModelError("No feature columns besides the target")
-        pre = Preprocessor.fit(train, features, categorical_columns, max_categories)
-        labels = train[target]
-        if labels.isna().any():
-            raise TabularModelError(f"Target column {target!r} has {int(labels.isna().sum())} missing values")
-        spec = TabularSpec(
-            task=task, target=target, preprocessor=pre, hidden=[int(h) for h in hidden], dropout=dropout
+        from airflow_mlops_provider.core.tabular_fit import TabularFit
+
+        fit = TabularFit.start(
+            list(train.columns),
+            target,
+            task,
+            feature_columns=feature_columns,
+            categorical_columns=categorical_columns,
+            max_categories=max_categories,
         )
-        if task == "classification":
-            spec.classes = sorted(_plain(v) for v in labels.unique())
-            if len(spec.classes) < 2:
-                raise TabularModelError(f"Target column {target!r} has a single class {spec.classes}")
-        else:
-            y = pd.to_numeric(labels, errors="raise").astype("float64").to_numpy()
-            spec.target_mean = float(y.mean())
-            spec.target_std = float(y.std()) or 1.0
-        return cls(spec)
+        fit.add(train)
+        return fit.model(hidden, dropout)
 
     # --- properties ---------------------------------------------------------------------------
     @property
@@ -374,15 +346,6 @@ class TabularModel:
             raise TabularModelError(f"{weights} is damaged or unreadable: {err}") from err
         model.network.eval()
         return model
-
-
-def _moments(values: np.ndarray, column: str) -> tuple[float, float]:
-    """Training mean and standard deviation (1 for a constant) of a column's finite values."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise TabularModelError(f"Column {column!r} has no finite values in training data")
-    std = float(finite.std())
-    return float(finite.mean()), std if std > 0 else 1.0
 
 
 def _standardise(values: np.ndarray, mean: float | np.ndarray, std: float | np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@ write one content-addressed snapshot.
 
 Memory stays bounded: the readers hand over blocks of ``block_bytes`` of input, and each split
 buffers at most ``chunk_rows`` rows before a Parquet row group is written. Every split's row
-groups hold exactly ``chunk_rows`` rows (the last one fewer), so the snapshot hash depends on
+groups hold exactly ``chunk_rows`` rows (the last one fewer; a large split is then regrouped into
+a multiple of 8 equal row groups for training ranks, see
+:func:`~airflow_mlops_provider.core.snapshot.balanced_row_groups`), so the snapshot hash depends on
 the rows and ``chunk_rows`` only, not on object boundaries, compression or read block sizes.
 """
 

@@ -4,15 +4,17 @@ A training entry point is ``"package.module:function"``; the function is called 
 worker process as ``function(ctx)`` and returns the trained model (a
 :class:`~airflow_mlops_provider.core.tabular_model.TabularModel`, or a ``torch.nn.Module``).
 Rank 0 alone talks to MLflow: on other ranks the metrics logger only keeps values.
+``ctx.shard(split)`` streams this rank's shard of a split (data larger than memory);
+``ctx.read_split(split)`` reads the whole split into pandas.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_mlops_provider.core.errors import PermanentError
 from airflow_mlops_provider.core.names import METRIC_MISSING_TARGET
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
     from mlflow import MlflowClient
+
+    from airflow_mlops_provider.core.training.shards import ShardReader
+
+T = TypeVar("T")
 
 
 class NonFiniteLossError(PermanentError, FloatingPointError):
@@ -95,6 +101,7 @@ class TrainingContext:
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     missing_target: str = "drop"  # rows without a label: "drop" (counted) or "fail"
     dropped_unlabelled: dict[str, int] = field(default_factory=dict)
+    _shards: dict[str, ShardReader] = field(default_factory=dict, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -119,6 +126,7 @@ class TrainingContext:
     def read_split(self, split: str) -> pd.DataFrame:
         """One split of the training snapshot as a DataFrame, holding only rows that have a label.
 
+        The whole split, on every rank: for data larger than memory use :meth:`shard`.
         Rows whose target is missing are dropped and counted (task log, MLflow metric
         ``missing_target_dropped_<split>``), or raise :class:`MissingTargetError` when
         ``missing_target`` is ``"fail"``.
@@ -130,17 +138,60 @@ class TrainingContext:
             return frame
         unlabelled = frame[self.target].isna()
         count = int(unlabelled.sum())
+        self._account_unlabelled(split, count, len(frame))
+        return frame[~unlabelled].reset_index(drop=True) if count else frame
+
+    def shard(self, split: str) -> ShardReader:
+        """This rank's shard of ``split``, streamed (:mod:`~airflow_mlops_provider.core.training.shards`).
+
+        For custom entry points as for the built-in trainer::
+
+            train = ctx.shard("train")
+            for epoch in range(epochs):
+                for batch in train.iter_batches(batch_size, epoch):  # pandas, labelled rows only
+                    ...  # the same number of batches on every rank
+
+        Unlabelled rows are dropped and counted over the whole split as :meth:`read_split` does
+        (or raise :class:`MissingTargetError`). Memory: one row group plus the shuffle buffer.
+        """
+        reader = self._shards.get(split)
+        if reader is None:
+            from airflow_mlops_provider.core.training.shards import open_shard
+
+            reader = open_shard(
+                self.snapshot, split, self.target, self.storage_options,
+                rank=self.rank, world_size=self.world_size, seed=self.seed,
+            )  # fmt: skip
+            self._account_unlabelled(split, reader.unlabelled, reader.rows)
+            self._shards[split] = reader
+        return reader
+
+    def iter_batches(self, split: str, batch_size: int, epoch: int | None) -> Iterator[pd.DataFrame]:
+        """Shortcut for ``ctx.shard(split).iter_batches(batch_size, epoch)``."""
+        return self.shard(split).iter_batches(batch_size, epoch)
+
+    def all_gather(self, value: T) -> list[T]:
+        """``value`` from every rank, in rank order (a collective: every rank must call it)."""
+        import torch.distributed as dist
+
+        if self.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def _account_unlabelled(self, split: str, count: int, rows: int) -> None:
+        """Fail (``missing_target="fail"``) or count and log, once per split, the rows without a label."""
         if count and self.missing_target == "fail":
             raise MissingTargetError(
                 f"Target column {self.target!r} has {count} missing values in split {split!r} "
-                f"({count / len(frame):.2%} of {len(frame)} rows) and training.missing_target is 'fail'"
+                f"({count / rows:.2%} of {rows} rows) and training.missing_target is 'fail'"
             )
         if split not in self.dropped_unlabelled:
             self.dropped_unlabelled[split] = count
             self.metrics.log_fact(f"{METRIC_MISSING_TARGET}{split}", count)
             if count and self.is_main:
-                log(f"Dropped {count} of {len(frame)} rows of split {split!r}: no {self.target!r} label")
-        return frame[~unlabelled].reset_index(drop=True) if count else frame
+                log(f"Dropped {count} of {rows} rows of split {split!r}: no {self.target!r} label")
 
     def hp(self, name: str, default: Any) -> Any:
         """A hyperparameter, or ``default`` when not given."""

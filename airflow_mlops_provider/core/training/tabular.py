@@ -1,70 +1,72 @@
-"""The built-in trainer: :class:`TabularModel` with DDP, a ``DistributedSampler`` and checkpoints.
+"""The built-in trainer: :class:`TabularModel` with DDP over sharded, streamed reads, and checkpoints.
 
 Entry point ``airflow_mlops_provider.core.training.tabular:train``. Hyperparameters: see
 :class:`~airflow_mlops_provider.core.training.hyperparameters.TabularHyperparameters` (the
-pipeline config checks them at parse time, and the worker reads them through it). The preprocessing
-is fitted on the training split (identically on every rank), gradients are averaged by DDP,
-and validation metrics are logged per epoch as ``val_*`` together with ``train_loss``.
+pipeline config checks them at parse time, and the worker reads them through it).
+
+No rank holds a split in memory: each reads its shard (``ctx.shard``,
+:mod:`~airflow_mlops_provider.core.training.shards`). The preprocessing is fitted in one streamed
+pass, each rank over its share of the training split's row groups, the statistics merged over
+ranks (the same model on every rank, equal to a fit on the whole frame); gradients are averaged by
+DDP over the same number of batches per rank. Validation metrics (``val_*``, logged per epoch with
+``train_loss``) cover the whole validation split: each rank streams its share and the sums are
+all-reduced.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from airflow_mlops_provider.core.tabular_fit import TabularFit, merged
 from airflow_mlops_provider.core.tabular_model import TabularModel
 from airflow_mlops_provider.core.training.context import NonFiniteLossError, TrainingContext
 from airflow_mlops_provider.core.training.hyperparameters import TabularHyperparameters
+from airflow_mlops_provider.core.training.shards import ShardReader
+
+EVAL_BATCH_ROWS = 8192
 
 
-def _default_features(ctx: TrainingContext, frame: pd.DataFrame) -> list[str]:
+def _default_features(ctx: TrainingContext, columns: Iterable[str]) -> list[str]:
     """Every column but the target and the hash-split key: a row id only teaches the model its range."""
     excluded = {ctx.target, ctx.split_key()}
-    return [column for column in frame.columns if column not in excluded]
+    return [column for column in columns if column not in excluded]
+
+
+def fit_preprocessing(
+    ctx: TrainingContext, shard: ShardReader, params: TabularHyperparameters
+) -> TabularModel:
+    """The untrained model, its preprocessing fitted in one streamed pass: each rank its share of the
+    row groups, the statistics merged over ranks (the same model on every rank)."""
+    fit = TabularFit.start(
+        shard.columns,
+        ctx.target,
+        ctx.task,
+        feature_columns=params.feature_columns or _default_features(ctx, shard.columns),
+        categorical_columns=params.categorical_columns,
+        max_categories=params.max_categories,
+    )
+    for frame in shard.static_frames(fit.features.feature_columns):
+        fit.add(frame)
+    return merged(ctx.all_gather(fit)).model(params.hidden, params.dropout)
 
 
 def train(ctx: TrainingContext) -> TabularModel:
     """Train the tabular MLP on ``ctx``'s snapshot and return it (identical on every rank)."""
     params = TabularHyperparameters.model_validate(ctx.hyperparameters)
-    train_df = ctx.read_split("train")
-    val_split = "validation" if "validation" in ctx.splits else "train"
-    val_df = train_df if val_split == "train" else ctx.read_split(val_split)
-    model = TabularModel.fit_preprocessing(
-        train_df,
-        ctx.target,
-        ctx.task,
-        feature_columns=params.feature_columns or _default_features(ctx, train_df),
-        categorical_columns=params.categorical_columns,
-        hidden=params.hidden,
-        dropout=params.dropout,
-        max_categories=params.max_categories,
-    )
+    train_shard = ctx.shard("train")
+    val_shard = ctx.shard("validation" if "validation" in ctx.splits else "train")
+    model = fit_preprocessing(ctx, train_shard, params)
     model.network.to(ctx.device)
-    x_train, y_train = model.encode_features(train_df), model.encode_target(train_df)
-    x_val, y_val = model.encode_features(val_df), model.encode_target(val_df)
 
     epochs = params.epochs
-    sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
-        TensorDataset(x_train, y_train),
-        num_replicas=ctx.world_size,
-        rank=ctx.rank,
-        shuffle=True,
-        seed=ctx.seed,
-    )
-    loader = DataLoader(
-        TensorDataset(x_train, y_train),
-        batch_size=params.batch_size,
-        sampler=sampler,
-        num_workers=0,
-    )
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     ddp = DistributedDataParallel(model.network, device_ids=device_ids)
     optimiser = torch.optim.AdamW(ddp.parameters(), lr=params.lr, weight_decay=params.weight_decay)
@@ -80,11 +82,10 @@ def train(ctx: TrainingContext) -> TabularModel:
         start = epoch + 1
 
     for epoch in range(start, epochs):
-        sampler.set_epoch(epoch)
         ddp.train()  # type: ignore[no-untyped-call]  # torch leaves DistributedDataParallel.train unannotated
-        total, count = torch.zeros(2, dtype=torch.float64, device=ctx.device), 0
-        for step, (xb, yb) in enumerate(loader):
-            xb, yb = xb.to(ctx.device), yb.to(ctx.device)
+        total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        for step, frame in enumerate(train_shard.iter_batches(params.batch_size, epoch)):
+            xb, yb = model.encode_features(frame).to(ctx.device), model.encode_target(frame).to(ctx.device)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(ddp(xb), yb)
             if not torch.isfinite(loss):
@@ -95,10 +96,9 @@ def train(ctx: TrainingContext) -> TabularModel:
             loss.backward()
             optimiser.step()
             total[0] += loss.detach().double() * len(xb)
-            count += len(xb)
-        total[1] = count
+            total[1] += len(xb)
         dist.all_reduce(total)
-        metrics = {"train_loss": (total[0] / total[1]).item(), **evaluate(model, x_val, y_val, ctx)}
+        metrics = {"train_loss": (total[0] / total[1]).item(), **evaluate(model, val_shard, ctx)}
         ctx.metrics.log(metrics, step=epoch)
         if ctx.should_checkpoint(epoch, epochs - 1):
             ctx.save_checkpoint(
@@ -111,50 +111,82 @@ def train(ctx: TrainingContext) -> TabularModel:
 
 
 @torch.no_grad()
-def evaluate(model: TabularModel, x: torch.Tensor, y: torch.Tensor, ctx: TrainingContext) -> dict[str, float]:
-    """Validation metrics, computed on the full validation split (the same on every rank)."""
+def evaluate(model: TabularModel, shard: ShardReader, ctx: TrainingContext) -> dict[str, float]:
+    """Validation metrics over the whole split: each rank streams its share, the sums are all-reduced
+    (the same figures on every rank; every rank must call it)."""
     model.network.eval()
-    out = model.network(x.to(ctx.device)).double().cpu()
+    classes = len(model.classes or ()) if ctx.task == "classification" else 0
+    sums = torch.zeros(3 + 3 * classes if classes else 5, dtype=torch.float64)
+    for frame in shard.iter_batches(EVAL_BATCH_ROWS, None):
+        out = model.network(model.encode_features(frame).to(ctx.device)).double().cpu()
+        y = model.encode_target(frame)
+        sums += (
+            classification_sums(out, y, classes) if classes else regression_sums(out.squeeze(1), y.squeeze(1))
+        )
     model.network.train()
-    if ctx.task == "classification":
-        return classification_metrics(out, y)
-    return regression_metrics(
-        out.squeeze(1).numpy() * model.spec.target_std + model.spec.target_mean,
-        y.squeeze(1).double().numpy() * model.spec.target_std + model.spec.target_mean,
-    )
+    if dist.is_available() and dist.is_initialized():
+        sums = sums.to(ctx.device)  # NCCL reduces device tensors only
+        dist.all_reduce(sums)
+        sums = sums.cpu()
+    if classes:
+        return classification_metrics(sums, classes)
+    return regression_metrics(sums, model.spec.target_std)
 
 
-def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    log_proba = torch.log_softmax(logits, dim=1)
+def classification_sums(logits: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    """Rows, correct predictions, summed negative log-likelihood, then per class true positives,
+    false positives and false negatives."""
     predicted = logits.argmax(dim=1)
-    f1s = []
-    for label in range(logits.shape[1]):
-        tp = float(((predicted == label) & (y == label)).sum())
-        fp = float(((predicted == label) & (y != label)).sum())
-        fn = float(((predicted != label) & (y == label)).sum())
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
+    nll = -torch.log_softmax(logits, dim=1)[torch.arange(len(y)), y].sum()
+    hit = torch.nn.functional.one_hot(predicted, classes).double()
+    truth = torch.nn.functional.one_hot(y, classes).double()
+    head = torch.stack(
+        [torch.tensor(float(len(y)), dtype=torch.float64), (predicted == y).double().sum(), nll]
+    )
+    return torch.cat([head, (hit * truth).sum(0), (hit * (1 - truth)).sum(0), ((1 - hit) * truth).sum(0)])
+
+
+def regression_sums(predicted: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Rows, summed squared and absolute errors, and the sum and sum of squares of the actual values
+    (standardised values: the scale is applied once at the end)."""
+    error = predicted.double() - actual.double()
+    actual = actual.double()
+    return torch.stack(
+        [torch.tensor(float(len(actual)), dtype=torch.float64), (error**2).sum(), error.abs().sum(),
+         actual.sum(), (actual**2).sum()]
+    )  # fmt: skip
+
+
+def classification_metrics(sums: torch.Tensor, classes: int) -> dict[str, float]:
+    """Accuracy, log loss and macro F1 (over classes seen or predicted) from :func:`classification_sums`."""
+    rows, correct, nll = (float(v) for v in sums[:3])
+    tp, fp, fn = sums[3:].view(3, classes)
+    seen = (tp + fp + fn) > 0
+    f1s = (2 * tp / (2 * tp + fp + fn))[seen]
     return {
-        "val_accuracy": float((predicted == y).double().mean()),
-        "val_log_loss": float(-log_proba[torch.arange(len(y)), y].mean()),
-        "val_f1_macro": float(np.mean(f1s)) if f1s else math.nan,
+        "val_accuracy": correct / rows if rows else math.nan,
+        "val_log_loss": nll / rows if rows else math.nan,
+        "val_f1_macro": float(f1s.mean()) if len(f1s) else math.nan,
     }
 
 
-def regression_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    error = predicted - actual
-    variance = float(((actual - actual.mean()) ** 2).sum())
+def regression_metrics(sums: torch.Tensor, scale: float) -> dict[str, float]:
+    """RMSE, MAE (in the target's units) and R² from :func:`regression_sums` of standardised values."""
+    rows, squared, absolute, total, total_squares = (float(v) for v in sums)
+    if not rows:
+        return {"val_rmse": math.nan, "val_mae": math.nan, "val_r2": math.nan}
+    variance = total_squares - total * total / rows
     return {
-        "val_rmse": float(np.sqrt(np.mean(error**2))),
-        "val_mae": float(np.mean(np.abs(error))),
-        "val_r2": 1.0 - float((error**2).sum()) / variance if variance else math.nan,
+        "val_rmse": scale * math.sqrt(squared / rows),
+        "val_mae": scale * absolute / rows,
+        "val_r2": 1.0 - squared / variance if variance > 0 else math.nan,
     }
 
 
 def input_example(ctx: TrainingContext, model: TabularModel, rows: int = 5) -> pd.DataFrame:
     """A few validation rows (feature columns only) for the logged model's input example."""
     split = "validation" if "validation" in ctx.splits else "train"
-    return ctx.read_split(split)[model.feature_columns].head(rows)
+    return ctx.shard(split).head(rows, model.feature_columns)[model.feature_columns]
 
 
 def describe(model: TabularModel) -> dict[str, Any]:

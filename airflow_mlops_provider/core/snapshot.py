@@ -211,7 +211,7 @@ class SnapshotWriter:
         with pq.ParquetWriter(
             regrouped, self._schema, compression="zstd", write_page_checksum=True
         ) as writer:  # fmt: skip
-            batches = source.iter_batches(batch_size=min(self._row_group_rows, 65_536))
+            batches = source.iter_batches(batch_size=min(self._row_group_rows, 8192))
             pending: list[pa.RecordBatch] = []
             for size in sizes:
                 pending = _take(batches, pending, size, writer)
@@ -247,7 +247,7 @@ def _take(
         batch = next(batches)
         pending.append(batch)
         have += batch.num_rows
-    table = pa.Table.from_batches(pending, schema=writer.schema).combine_chunks()
+    table = pa.Table.from_batches(pending, schema=writer.schema)  # no copy: the row group spans chunks
     writer.write_table(table.slice(0, size), row_group_size=size)
     return list(table.slice(size).to_batches())
 

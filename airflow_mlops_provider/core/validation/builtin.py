@@ -9,6 +9,7 @@ results so the failure message and the report treat them alike.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -44,20 +45,34 @@ def builtin_options(value: bool | Mapping[str, Any] | None) -> dict[str, Any] | 
     return {**BUILTIN_DEFAULTS, **dict(value)}
 
 
+@dataclass(frozen=True)
+class TableFacts:
+    """What the builtin checks read: the row count, the schema and each column's missing count."""
+
+    rows: int
+    schema: pa.Schema
+    missing: dict[str, int]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> TableFacts:
+        missing = {name: missing_count(table.column(name)) for name in table.column_names}
+        return cls(table.num_rows, table.schema, missing)
+
+
 def run_builtin(
-    table: pa.Table,
+    facts: TableFacts,
     options: Mapping[str, Any],
     reference: Mapping[str, Any] | None,
     suite_columns: Iterable[str],
 ) -> list[dict[str, Any]]:
     """Row count, schema (against ``options['schema']`` or the reference's) and null-rate results."""
-    results = [_row_count(table.num_rows, options)]
-    results += _schema(table.schema, options, reference, suite_columns)
+    results = [_row_count(facts.rows, options)]
+    results += _schema(facts.schema, options, reference, suite_columns)
     target = options["target"]
-    if target is not None and target not in table.column_names:
+    if target is not None and target not in facts.schema.names:
         results.append(_result("expect_column_to_exist", target, False, "missing", "present", role="target"))
-    if table.num_rows:
-        results += _null_rates(table, options, reference)
+    if facts.rows:
+        results += _null_rates(facts, options, reference)
     return results
 
 
@@ -123,18 +138,16 @@ def _schema(
 
 
 def _null_rates(
-    table: pa.Table, options: Mapping[str, Any], reference: Mapping[str, Any] | None
+    facts: TableFacts, options: Mapping[str, Any], reference: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:
     configured = options["max_null_fraction"]
     reference_fraction = (reference or {}).get("null_fraction", {})
     results = []
-    for name in table.column_names:
-        missing = missing_count(table.column(name))
-        fraction = missing / table.num_rows
+    for name, missing in facts.missing.items():
+        fraction = missing / facts.rows
         if name == options["target"]:
-            results.append(
-                _target_nulls(name, missing, table.num_rows, float(options["max_target_null_fraction"]))
-            )
+            label_share = float(options["max_target_null_fraction"])
+            results.append(_target_nulls(name, missing, facts.rows, label_share))
             continue
         if isinstance(configured, Mapping) and name in configured:
             allowed = float(configured[name])

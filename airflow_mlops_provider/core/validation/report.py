@@ -46,7 +46,7 @@ def render_html(document: Mapping[str, Any]) -> str:
     ok = document["success"]
     rows = "\n".join(
         "<tr class='{cls}'><td>{status}</td><td>{exp}</td><td>{col}</td><td>{args}</td><td>{obs}</td>"
-        "<td>{count}</td><td>{examples}</td><td>{source}</td></tr>".format(
+        "<td>{count}</td><td>{examples}</td><td>{source}</td><td>{note}</td></tr>".format(
             cls="ok" if c["success"] else "bad",
             status="pass" if c["success"] else "FAIL",
             exp=_e(c["expectation"]),
@@ -56,6 +56,7 @@ def render_html(document: Mapping[str, Any]) -> str:
             count=_e(c.get("unexpected_count") if c.get("unexpected_count") is not None else ""),
             examples=_e(_short(c.get("examples") or "", 200)),
             source=_e(c.get("source", "")),
+            note=_e(c.get("note") or ""),
         )
         for c in checks
     )
@@ -67,6 +68,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         "Rows": document["rows"],
         "Reference": (document.get("reference") or {}).get("uri", "none"),
         "Mode": document["mode"],
+        "Engine": document.get("engine", "memory"),
         "Validated at": document["validated_at"],
         "Run": json.dumps(document.get("run") or {}),
     }
@@ -84,7 +86,7 @@ th{{background:#f6f8fa}}
 <h1>{_e(title)}</h1>
 <table>{fact_rows}</table>
 <table><tr><th>Status</th><th>Expectation</th><th>Column</th><th>Arguments</th><th>Observed</th>
-<th>Unexpected</th><th>Examples</th><th>Source</th></tr>
+<th>Unexpected</th><th>Examples</th><th>Source</th><th>Note</th></tr>
 {rows}
 </table></body></html>
 """

@@ -7,23 +7,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from airflow_mlops_provider.core.paths import UnsafeNameError, ensure_within, safe_component
 from airflow_mlops_provider.core.snapshot import (
+    DEFAULT_SPLIT,
     Snapshot,
     SnapshotError,
     SnapshotLike,
+    SnapshotParquetFile,
     open_snapshot,
     snapshot_uri,
 )
-from airflow_mlops_provider.core.storage import Location, join_uri
-from airflow_mlops_provider.core.validation.builtin import builtin_options, run_builtin
+from airflow_mlops_provider.core.storage import Location, is_local, join_uri
+from airflow_mlops_provider.core.validation.builtin import TableFacts, builtin_options, run_builtin
 from airflow_mlops_provider.core.validation.errors import ValidationConfigError, ValidationFailed
 from airflow_mlops_provider.core.validation.report import failure_message, render_html
 from airflow_mlops_provider.core.validation.suite import infer_suite, load_suite_file, normalise_suite
@@ -31,6 +35,9 @@ from airflow_mlops_provider.core.validation.suite import infer_suite, load_suite
 log = logging.getLogger(__name__)
 
 MAX_SUMMARY_FAILURES = 20
+STREAM_ABOVE_MB = 1024.0
+BATCH_ROWS = 500_000
+PARTITION_ROWS = 4_000_000
 
 
 def validate_snapshot(
@@ -45,6 +52,8 @@ def validate_snapshot(
     artifact_root: Location | None = None,
     pipeline: str | None = None,
     run_info: Mapping[str, Any] | None = None,
+    stream_above_mb: float | None = STREAM_ABOVE_MB,
+    batch_rows: int = BATCH_ROWS,
 ) -> dict[str, Any]:
     """Validate one snapshot (one split, or all splits together when ``split`` is None).
 
@@ -53,7 +62,11 @@ def validate_snapshot(
     infer a suite from (its expectations are added, its schema and null fractions drive the
     builtin checks). ``artifact_root`` (with its storage options, which open the snapshots and the
     suite too) must hold the snapshots, and the report goes under its ``pipeline`` folder; without
-    it, the report goes beside the snapshot and nothing gets storage options. Returns
+    it, the report goes beside the snapshot and nothing gets storage options.
+
+    A split whose in-memory size (the Parquet row groups' uncompressed bytes) exceeds
+    ``stream_above_mb`` is validated streaming, ``batch_rows`` rows at a time
+    (docs/streaming-validation.md); ``0`` always streams, ``None`` never does. Returns
     ``{"success", "evaluated", "failed", "report_uri", "result_uri", "snapshot_sha256", "split", "mode"}``.
     """
     if mode not in ("fail", "warn"):
@@ -77,17 +90,10 @@ def validate_snapshot(
     if not expectations and builtin is None:
         raise ValidationConfigError("Nothing to validate: no suite, no reference and builtin checks are off")
 
-    table = _read(snap, split)
-    checks: list[dict[str, Any]] = []
-    if builtin is not None:
-        columns = [e["kwargs"]["column"] for e in expectations if isinstance(e["kwargs"].get("column"), str)]
-        checks += run_builtin(table, builtin, reference_info, columns)
-    gx_json: dict[str, Any] | None = None
-    if expectations:
-        from airflow_mlops_provider.core.validation.gx import run_gx
-
-        gx_checks, gx_json = run_gx(table.to_pandas(), expectations)
-        checks += gx_checks
+    in_memory_mb = _in_memory_mb(snap, split)
+    streaming = stream_above_mb is not None and in_memory_mb > stream_above_mb
+    run = _streaming_checks if streaming else _in_memory_checks
+    checks, rows, gx_json = run(snap, split, expectations, builtin, reference_info, batch_rows)
     failed = [c for c in checks if not c["success"]]
 
     suite_id = _suite_id(expectations, builtin, reference_info)
@@ -108,7 +114,9 @@ def validate_snapshot(
     document = {
         **outcome,
         "snapshot": snap.ref.to_dict(),
-        "rows": table.num_rows,
+        "rows": rows,
+        "engine": "stream" if streaming else "memory",
+        "in_memory_estimate_mb": round(in_memory_mb, 3),
         "validated_at": datetime.now(UTC).isoformat(),
         "run": dict(run_info or {}),
         "reference": reference_info,
@@ -126,7 +134,7 @@ def validate_snapshot(
     report_uri.write_bytes_atomic(render_html(document).encode())
     log.info(
         "Validated %s (%s rows, split %s): %d checks, %d failed; report %s",
-        snap.location.uri, table.num_rows, split or "all", len(checks), len(failed), report_uri.uri,
+        snap.location.uri, rows, split or "all", len(checks), len(failed), report_uri.uri,
     )  # fmt: skip
     if failed:
         message = failure_message(outcome, failed)
@@ -178,6 +186,105 @@ def snapshot_home(snapshot: SnapshotLike) -> tuple[str, str]:
     if len(parts) != 4 or parts[2] != "snapshots":
         raise ValidationConfigError(f"Cannot place the report for {uri}: pass artifact_root and pipeline")
     return parts[0], parts[1]
+
+
+def _in_memory_checks(
+    snap: Snapshot,
+    split: str | None,
+    expectations: list[dict[str, Any]],
+    builtin: dict[str, Any] | None,
+    reference_info: Mapping[str, Any] | None,
+    batch_rows: int,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any] | None]:
+    """Today's path: the whole split in pandas for Great Expectations. (checks, rows, GX JSON)."""
+    table = _read(snap, split)
+    checks: list[dict[str, Any]] = []
+    if builtin is not None:
+        checks += run_builtin(TableFacts.of(table), builtin, reference_info, _suite_columns(expectations))
+    gx_json: dict[str, Any] | None = None
+    if expectations:
+        from airflow_mlops_provider.core.validation.gx import run_gx
+
+        gx_checks, gx_json = run_gx(table.to_pandas(), expectations)
+        checks += gx_checks
+    return checks, table.num_rows, gx_json
+
+
+def _streaming_checks(
+    snap: Snapshot,
+    split: str | None,
+    expectations: list[dict[str, Any]],
+    builtin: dict[str, Any] | None,
+    reference_info: Mapping[str, Any] | None,
+    batch_rows: int,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any] | None]:
+    """The split in record batches (:mod:`stream`); builtin checks from the streamed facts."""
+    from airflow_mlops_provider.core.validation.stream import validate_batches
+    from airflow_mlops_provider.core.validation.stream_plan import refused
+
+    names = _split_names(snap, split)
+    try:
+        schema = _stream_file(snap, names[0]).schema_arrow
+        rows = sum(_stream_file(snap, name).metadata.num_rows for name in names)
+        blocked = refused(expectations, schema)
+        if blocked:
+            raise ValidationConfigError(
+                f"Cannot stream {', '.join(blocked)} (not streamable and naming no column, so it would "
+                f"read the whole split into memory): raise stream_above_mb above this split's size or "
+                f"remove it from the suite"
+            )
+        with tempfile.TemporaryDirectory(prefix="mlops-validate-") as workdir:
+            suite_checks, facts = validate_batches(
+                lambda columns: _batches(snap, names, columns, batch_rows),
+                schema,
+                expectations,
+                all_columns=builtin is not None,
+                workdir=Path(workdir),
+                partition_rows=PARTITION_ROWS,
+                rows_hint=rows,
+            )
+    except SnapshotError as err:
+        raise ValidationConfigError(str(err)) from err
+    checks = run_builtin(facts, builtin, reference_info, _suite_columns(expectations)) if builtin else []
+    return checks + suite_checks, facts.rows, None
+
+
+def _suite_columns(expectations: list[dict[str, Any]]) -> list[str]:
+    return [e["kwargs"]["column"] for e in expectations if isinstance(e["kwargs"].get("column"), str)]
+
+
+def _split_names(snap: Snapshot, split: str | None) -> list[str]:
+    """The split files to read, in the order the in-memory path concatenates them."""
+    if split is not None or DEFAULT_SPLIT in snap.manifest["splits"]:
+        snap.split_uri(split)  # a SnapshotError naming the splits there are, for an unknown one
+        return [split or DEFAULT_SPLIT]
+    return list(snap.manifest["splits"])
+
+
+def _stream_file(snap: Snapshot, name: str) -> SnapshotParquetFile:
+    """One split file for streaming: not memory-mapped, so pages read leave the process's memory."""
+    location = snap.location.join(f"{name}.parquet")
+    if is_local(location.fs):
+        return SnapshotParquetFile(location.path, location.uri)
+    return SnapshotParquetFile(location.fs.open(location.path, "rb"), location.uri)
+
+
+def _batches(
+    snap: Snapshot, names: list[str], columns: list[str] | None, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    for name in names:
+        yield from _stream_file(snap, name).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def _in_memory_mb(snap: Snapshot, split: str | None) -> float:
+    """The split's size in memory as Arrow holds it: its row groups' uncompressed bytes."""
+    try:
+        names = _split_names(snap, split)
+        metadata = [snap.parquet_file(name).metadata for name in names]
+    except SnapshotError as err:
+        raise ValidationConfigError(str(err)) from err
+    total = sum(m.row_group(i).total_byte_size for m in metadata for i in range(m.num_row_groups))
+    return float(total) / 2**20
 
 
 def _read(snap: Snapshot, split: str | None) -> pa.Table:

@@ -30,6 +30,9 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
         mapping (``min_rows``, ``max_rows``, ``max_null_fraction``, ``null_tolerance``, ``schema``,
         ``allow_extra_columns``); ``min_rows: 0`` allows empty data.
     :param infer_options: ``range_margin``, ``mostly``, ``max_categories`` for inferred suites.
+    :param streaming: ``stream_above_mb`` (validate in record batches when the split's in-memory
+        size exceeds it; default 1024, ``0`` always, ``None`` never) and ``batch_rows`` (rows per
+        batch, default 500,000); see docs/streaming-validation.md.
     :param artifact_root: the artifact root; the snapshot must lie inside it and reports go under
         ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Without it the report goes
         beside the snapshot (under the root and pipeline of its own path), through ``aws_conn_id`` too.
@@ -63,9 +66,13 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
         mode: str = "fail",
         builtin_checks: bool | Mapping[str, Any] = True,
         infer_options: Mapping[str, Any] | None = None,
+        streaming: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        unknown = sorted(set(streaming or {}) - {"stream_above_mb", "batch_rows"})
+        if unknown:
+            raise ValueError(f"streaming: unknown key(s) {unknown}, expected stream_above_mb or batch_rows")
         self.snapshot = snapshot
         self.suite = suite
         self.reference = reference
@@ -73,6 +80,7 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
         self.mode = mode
         self.builtin_checks = builtin_checks
         self.infer_options = infer_options
+        self.streaming = dict(streaming or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops_provider.core.storage import Location
@@ -95,6 +103,7 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
                 artifact_root=Location(root, self.storage_options(root)),
                 pipeline=pipeline,
                 run_info=self.run_info(context),
+                **self.streaming,
             )
         except ValidationFailed as err:  # the report explains the failure: link it, then fail
             ReportLink.persist(context, err.outcome["report_uri"])

@@ -29,6 +29,7 @@ with DAG("{dag_id}", schedule=None) as dag:
         reference={reference},
         split="{{{{ 'train' }}}}",
         mode="{mode}",
+        streaming={streaming},
         artifact_root="{root}",
         pipeline="demo",
     )
@@ -51,9 +52,15 @@ def put(s3_bucket, moto_endpoint):
     return lambda key, data: client.put_object(Bucket=s3_bucket, Key=key, Body=data)
 
 
-def _source(dag_id, bucket, root: Path, suite=SUITE, mode="fail", reference="None") -> str:
+def _source(dag_id, bucket, root: Path, suite=SUITE, mode="fail", reference="None", streaming="None") -> str:
     return DAG_SOURCE.format(
-        dag_id=dag_id, bucket=bucket, root=root.as_uri(), suite=suite, mode=mode, reference=reference
+        dag_id=dag_id,
+        bucket=bucket,
+        root=root.as_uri(),
+        suite=suite,
+        mode=mode,
+        reference=reference,
+        streaming=streaming,
     )
 
 
@@ -76,12 +83,13 @@ def test_ingest_then_validate_returns_the_summary_and_links_the_report(dags, s3_
     assert dags.xcom(run, "validate", key="report_url") == summary["report_uri"]
 
 
+@pytest.mark.parametrize("streaming", ["None", "{'stream_above_mb': 0, 'batch_rows': 100}"])
 def test_failed_suite_fails_the_task_listing_each_expectation_and_still_links_the_report(
-    dags, s3_bucket, put, tmp_path, capsys
+    dags, s3_bucket, put, tmp_path, capsys, streaming
 ):
     put("in/a.csv", csv_bytes(sample(0, 1000)))  # amount goes up to 249.75
     root = tmp_path / "artifacts"
-    run = dags.run(_source("validate_bad", s3_bucket, root), "validate_bad")
+    run = dags.run(_source("validate_bad", s3_bucket, root, streaming=streaming), "validate_bad")
     assert dags.task_states(run) == {"ingest": "success", "validate": "failed"}
     out = capsys.readouterr()
     logs = out.out + out.err
@@ -104,3 +112,10 @@ def test_warn_mode_and_a_suite_inferred_from_a_reference_snapshot(dags, s3_bucke
     summary = dags.xcom(run, "validate")
     assert summary["success"] is False
     assert {f["column"] for f in summary["failed"]} == {"id", "amount"}
+
+
+def test_unknown_streaming_option_fails_when_the_dag_is_built():
+    from airflow_mlops_provider.operators.validate import ValidateSnapshotOperator
+
+    with pytest.raises(ValueError, match=r"streaming: unknown key\(s\) \['rows'\]"):
+        ValidateSnapshotOperator(task_id="v", snapshot="file:///x", streaming={"rows": 5})

@@ -287,16 +287,17 @@ class Snapshot:
     def split_uri(self, split: str | None = None) -> str:
         return self._file(split).uri
 
-    def parquet_file(self, split: str | None = None) -> pq.ParquetFile:
+    def parquet_file(self, split: str | None = None, *, memory_map: bool = True) -> pq.ParquetFile:
         """Open one split for streaming reads (row group by row group), page checksums verified.
 
-        Local files are memory-mapped and read by Arrow's native reader (faster than through a
-        Python file object); others stream through their fsspec filesystem.
+        Local files are read by Arrow's native reader (faster than through a Python file object),
+        memory-mapped unless ``memory_map`` is false (a long pass over a large file: mapped pages
+        count in the process's resident memory); others stream through their fsspec filesystem.
         """
         loc = self._file(split)
         fs = loc.fs
         if is_local(fs):
-            return SnapshotParquetFile(loc.path, loc.uri, memory_map=True)
+            return SnapshotParquetFile(loc.path, loc.uri, memory_map=memory_map)
         return SnapshotParquetFile(fs.open(loc.path, "rb"), loc.uri)
 
     def read(self, split: str | None = None, columns: list[str] | None = None) -> pa.Table:

@@ -231,5 +231,5 @@ def open_shard(
     """A :class:`ShardReader` on ``split`` of a published snapshot."""
     from airflow_mlops_provider.core.snapshot import open_snapshot
 
-    parquet = open_snapshot(snapshot, storage_options).parquet_file(split)
+    parquet = open_snapshot(snapshot, storage_options).parquet_file(split, memory_map=False)
     return ShardReader(parquet, target, rank=rank, world_size=world_size, seed=seed)

@@ -15,6 +15,15 @@ Data: scikit-learn's bundled digits (1,797 x 64) replicated with a little noise,
 Tracking goes to an ``mlflow server`` on loopback (SQLite backend, started before any timing),
 as a deployment would use a tracking server.
 ``python -m bench.training`` (full) or ``--quick`` (smoke size).
+
+Large mode, ``python -m bench.training --large [--rows N]`` (20,000,000 rows by default): a
+generated snapshot (numbers with gaps, categories, dates, unlabelled rows; 80/20 train and
+validation) trained for one epoch by 2 processes under plain torchrun, each rank reading its
+shard. Recorded: peak RSS per rank (``VmHWM`` of each worker, polled), the train split's size in
+pandas (what ``ctx.read_split`` held on every rank before: the deep memory of its frames, summed
+over row groups) and Arrow's, and the wall time against the former in-memory trainer (the
+``tabular.py`` of commit ``IN_MEMORY_COMMIT``, run from that commit's text) on a size that fits.
+Merged into ``bench/results/training.json`` (other keys kept).
 """
 
 from __future__ import annotations
@@ -170,6 +179,9 @@ def operator_in_dag_test(
 
 
 def main() -> None:
+    if "--large" in sys.argv[1:]:
+        main_large(_rows_flag(LARGE_ROWS))
+        return
     quick = quick_flag()
     work = WORK / "training"
     shutil.rmtree(work, ignore_errors=True)
@@ -253,6 +265,164 @@ def measure(work: Path, snapshot: dict, hp: dict, repeats: int, tracking: str) -
         ],
     )
     return figures
+
+
+# --- large mode: sharded reads ------------------------------------------------------------------
+LARGE_ROWS = 20_000_000
+FITS_ROWS = 1_000_000  # the comparison with the in-memory trainer
+IN_MEMORY_COMMIT = "e668e2c"  # the last commit whose built-in trainer read whole splits
+LARGE_HP = {"epochs": 1, "batch_size": 4096, "lr": 0.003, "hidden": [64, 32]}
+
+
+def _rows_flag(default: int) -> int:
+    args = sys.argv[1:]
+    return int(args[args.index("--rows") + 1]) if "--rows" in args else default
+
+
+def generate_large(root: Path, rows: int, chunk: int = 1_000_000) -> dict[str, Any]:
+    """A snapshot of ``rows`` generated rows, written chunk by chunk (80% train, 20% validation)."""
+    from airflow_mlops_provider.core.snapshot import SnapshotWriter
+    from airflow_mlops_provider.core.storage import Location
+
+    rng = np.random.default_rng(0)
+    with SnapshotWriter(Location(root.as_uri()), PIPELINE) as writer:
+        for start in range(0, rows, chunk):
+            table = _large_chunk(rng, min(chunk, rows - start))
+            cut = int(table.num_rows * 0.8)
+            writer.write(table.slice(0, cut), "train")
+            writer.write(table.slice(cut), "validation")
+        return writer.commit().to_dict()
+
+
+def _large_chunk(rng: np.random.Generator, n: int) -> pa.Table:
+    x = rng.normal(size=(n, 6))
+    x[rng.random((n, 6)) < 0.03] = np.nan
+    city = rng.choice(np.array(["berlin", "paris", "rome", "oslo", "lima"]), n)
+    day = np.datetime64("2020-01-01") + rng.integers(0, 1500, n)
+    score = np.nan_to_num(x[:, 0]) + (city == "rome") * 1.5 - np.nan_to_num(x[:, 1])
+    label = pa.array(np.where(score > 0, "yes", "no"), mask=rng.random(n) < 0.01)
+    columns = {f"x{i}": x[:, i] for i in range(6)}
+    return pa.table({**columns, "city": city, "day": day, "visits": rng.integers(0, 50, n), "label": label})
+
+
+def split_sizes_mb(snapshot: dict[str, Any]) -> tuple[float, float]:
+    """The train split's size in pandas (deep, summed over row groups) and in Arrow, in MB."""
+    from airflow_mlops_provider.core.snapshot import open_snapshot
+    from airflow_mlops_provider.core.training.shards import frame_of
+
+    source = open_snapshot(snapshot["uri"]).parquet_file("train")
+    pandas_bytes = arrow_bytes = 0
+    for group in range(source.metadata.num_row_groups):
+        table = source.read_row_group(group)
+        arrow_bytes += table.nbytes
+        pandas_bytes += int(frame_of(table).memory_usage(deep=True, index=False).sum())
+    return pandas_bytes / 2**20, arrow_bytes / 2**20
+
+
+def run_sharded_job(work: Path, snapshot: dict[str, Any], entry_point: str) -> dict[str, Any]:
+    """Plain torchrun, 2 processes of 1 thread, no MLflow run; wall time and each worker's peak RSS."""
+    import psutil
+
+    from airflow_mlops_provider.core.snapshot import open_snapshot
+
+    snap = open_snapshot(snapshot["uri"])
+    job_dir = Path(tempfile.mkdtemp(dir=work))
+    spec = {
+        "entry_point": entry_point, "snapshot": snapshot,
+        "splits": {s: snap.split_uri(s) for s in snap.manifest["splits"]}, "target": "label",
+        "task": "classification", "hyperparameters": LARGE_HP, "seed": 0, "backend": "gloo",
+        "threads_per_proc": 1, "checkpoint_dir": (job_dir / "checkpoints").as_uri(), "checkpoint_every": 0,
+        "run_id": None, "tags": {}, "workdir": str(job_dir), "result_uri": (job_dir / "result.json").as_uri(),
+    }  # fmt: skip
+    (job_dir / "job.json").write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(work)])}  # fmt: skip
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+            "-m", "airflow_mlops_provider.core.training.worker", str(job_dir / "job.json")]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    peaks: dict[int, float] = {}
+    while proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            peaks[child.pid] = max(peaks.get(child.pid, 0.0), _peak_rss_mb(child.pid))
+        time.sleep(0.2)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun failed with status {proc.returncode}")
+    ranks = sorted(peaks.values(), reverse=True)[:2]  # the two workers (the agent stays smaller)
+    return {"wall_s": wall, "peak_rss_mb": ranks, "result": json.loads((job_dir / "result.json").read_text())}
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            line = next(x for x in status if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
+    return int(line.split()[1]) / 1024
+
+
+def in_memory_trainer(work: Path) -> str:
+    """The built-in trainer as of ``IN_MEMORY_COMMIT`` (whole splits in pandas), importable from ``work``."""
+    text = subprocess.run(
+        ["git", "show", f"{IN_MEMORY_COMMIT}:airflow_mlops_provider/core/training/tabular.py"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    (work / "in_memory_tabular.py").write_text(text)
+    return "in_memory_tabular:train"
+
+
+def main_large(rows: int) -> None:
+    work = WORK / "training_large"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    sharded = "airflow_mlops_provider.core.training.tabular:train"
+    fits = min(rows, FITS_ROWS)
+    small = generate_large(work / "fits", fits)
+    in_memory = run_sharded_job(work, small, in_memory_trainer(work))
+    streamed = run_sharded_job(work, small, sharded)
+    shutil.rmtree(work / "fits")
+    snapshot = generate_large(work / "large", rows)
+    pandas_mb, arrow_mb = split_sizes_mb(snapshot)
+    large = run_sharded_job(work, snapshot, sharded)
+    figures = {
+        "rows_large": rows,
+        "train_rows_large": snapshot["splits"]["train"],
+        "peak_rss_mb_per_rank_large": [round(v, 1) for v in large["peak_rss_mb"]],
+        "split_in_memory_mb_large": round(pandas_mb, 1),
+        "split_arrow_mb_large": round(arrow_mb, 1),
+        "wall_s_large": round(large["wall_s"], 2),
+        "val_accuracy_large": large["result"]["metrics"].get("val_accuracy"),
+        "rows_fits": fits,
+        "wall_s_fits_sharded": round(streamed["wall_s"], 2),
+        "wall_s_fits_in_memory": round(in_memory["wall_s"], 2),
+        "sharded_over_in_memory_ratio_fits": round(streamed["wall_s"] / in_memory["wall_s"], 3),
+        "peak_rss_mb_per_rank_fits_sharded": [round(v, 1) for v in streamed["peak_rss_mb"]],
+        "peak_rss_mb_per_rank_fits_in_memory": [round(v, 1) for v in in_memory["peak_rss_mb"]],
+        "notes_large": (
+            f"2 processes x 1 thread, gloo, CPU, 1 epoch, batch {LARGE_HP['batch_size']}, no MLflow run; "
+            f"in-memory baseline: the built-in trainer of commit {IN_MEMORY_COMMIT} on the same data."
+        ),
+    }
+    print_table(
+        "Sharded training (2 processes)",
+        [
+            (f"peak RSS MB, rank max, {rows} rows", max(large["peak_rss_mb"]), f"split {pandas_mb:.0f} MB"),
+            (f"wall s, sharded, {fits} rows", streamed["wall_s"], "ours"),
+            (f"wall s, in-memory, {fits} rows", in_memory["wall_s"], "baseline"),
+        ],
+    )
+    merge_results("training", figures)
+
+
+def merge_results(name: str, figures: dict[str, Any]) -> None:
+    """Merge ``figures`` into ``bench/results/<name>.json``, keeping its other keys."""
+    from bench.common import RESULTS
+
+    path = RESULTS / f"{name}.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**current, **figures}, indent=2, sort_keys=True) + "\n")
+    print(f"\nmerged into {path}")
 
 
 if __name__ == "__main__":

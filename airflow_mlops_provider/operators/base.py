@@ -26,6 +26,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_mlops_provider.core.errors import PermanentError
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_mlops_provider.core.lineage import Lineage, Mlflow
     from airflow_mlops_provider.core.storage import Location
     from airflow_mlops_provider.core.tracking import TrackingSettings
 
@@ -41,7 +44,39 @@ def _fail_permanent_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class MlopsBaseOperator(BaseOperator):
+class LineageMixin:
+    """OpenLineage inputs and outputs through Airflow's OpenLineage provider (the ``openlineage`` extra).
+
+    The provider calls these methods in the worker: at start and on failure :meth:`lineage` names
+    what the task's rendered arguments say it reads, on completion (success or skip) also what
+    its XCom result says it wrote. Names and facets come from :mod:`airflow_mlops_provider.core.lineage`
+    (docs/lineage.md). Without the extra nothing here is imported.
+    """
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any]:
+        return _operator_lineage(self.lineage(None, None))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        return _operator_lineage(self.lineage(task_instance.xcom_pull(), task_instance))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        return self.get_openlineage_facets_on_start()
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """What the task reads and writes: ``result`` is its XCom result, None before it has one.
+        Operators override this; the default reports nothing (Airflow then uses inlets/outlets)."""
+        from airflow_mlops_provider.core.lineage import Lineage
+
+        return Lineage()
+
+
+def _operator_lineage(lineage: Lineage) -> OperatorLineage[Any, Any]:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    return OperatorLineage(inputs=lineage.input_datasets(), outputs=lineage.output_datasets())
+
+
+class MlopsBaseOperator(LineageMixin, BaseOperator):
     """Base of the provider's operators (not used in DAGs directly).
 
     :param artifact_root: where snapshots and reports live (``s3://...`` or ``file://...``). Templated.
@@ -107,6 +142,12 @@ class MlopsBaseOperator(BaseOperator):
         from airflow_mlops_provider.hooks.mlflow import MlflowHook
 
         return MlflowHook(self.mlflow_conn_id).settings
+
+    def lineage_mlflow(self) -> Mlflow:
+        """The OpenLineage namespaces of ``mlflow_conn_id``'s server (runs) and registry (model versions)."""
+        from airflow_mlops_provider.core.lineage import Mlflow
+
+        return Mlflow.of(self.mlflow_settings())
 
     def emit_asset_events(self, context: Any, extra: Mapping[str, Any]) -> None:
         """Give every outlet ``Asset``'s event of this task ``extra``."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from airflow_mlops_provider.core.champion_check import check_mode
 from airflow_mlops_provider.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class CheckChampionOperator(MlopsBaseOperator, SkipMixin):
@@ -55,3 +58,12 @@ class CheckChampionOperator(MlopsBaseOperator, SkipMixin):
             context["ti"].xcom_push(key="return_value", value=result)
             self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
         return result
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The new snapshot (``unchanged`` mode) and the champion version it was checked against."""
+        from airflow_mlops_provider.core import lineage
+
+        inputs = [lineage.snapshot(self.snapshot)] if self.snapshot else []
+        if result and result.get("champion_version"):
+            inputs.append(self.lineage_mlflow().version(self.model_name, result["champion_version"]))
+        return lineage.Lineage(inputs=inputs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
@@ -11,6 +11,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_mlops_provider.core import names
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class DetectDriftOperator(MlopsBaseOperator):
@@ -108,6 +111,22 @@ class DetectDriftOperator(MlopsBaseOperator):
         self.emit_asset_events(context, summary)
         self.log.warning("Drift in %s: report %s", ", ".join(check.result.drifted_columns), check.report_uri)
         return summary
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The live window, the reference (when given), the predictions and the champion version whose
+        training data is the default reference -> the drift report with its verdict."""
+        from airflow_mlops_provider.core import lineage
+
+        scored = self.predictions.get("predictions") if isinstance(self.predictions, Mapping) else None
+        inputs = [lineage.snapshot(s) for s in (self.current, self.reference, scored) if s]
+        if not result:
+            return lineage.Lineage(inputs=inputs)
+        if self.model_name and result.get("model_version"):
+            inputs.append(self.lineage_mlflow().version(self.model_name, result["model_version"]))
+        verdict = "drift" if result["drift"] else "no_drift"
+        numbers = {key: result[key] for key in ("share", "drifted_columns", "unknown_columns")}
+        report = lineage.report(result["json_uri"], "drift", verdict, result["report_uri"], numbers)
+        return lineage.Lineage(inputs=inputs, outputs=[report])
 
 
 def _log_columns(operator: BaseOperator, check: Any) -> None:

@@ -13,6 +13,7 @@ from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops_provider.core.lineage import Lineage
     from airflow_mlops_provider.core.payloads import Evaluation
 
 
@@ -92,6 +93,19 @@ class EvaluateChallengerOperator(MlopsBaseOperator):
             None if champion is None else champion["metrics"],
         )
         return result
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The held-out snapshot, the challenger's run and the champion version it was compared with."""
+        from airflow_mlops_provider.core import lineage
+
+        mlflow = self.lineage_mlflow()
+        inputs = [lineage.snapshot(self.snapshot), mlflow.run(self.challenger)]
+        champion = (result or {}).get("champion")
+        if champion:
+            inputs.append(
+                mlflow.version(result["model_name"], champion["version"], source_run_id=champion["run_id"])
+            )
+        return lineage.Lineage(inputs=inputs)
 
 
 __getattr__ = renamed(__name__, {"EvaluateOperator": EvaluateChallengerOperator})

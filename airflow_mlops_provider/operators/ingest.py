@@ -8,12 +8,15 @@ turns the snapshot reference into the XCom return value and the outlet asset eve
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops_provider.core.names import DEFAULT_CHUNK_ROWS
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class IngestSnapshotOperator(MlopsBaseOperator):
@@ -137,6 +140,17 @@ class IngestSnapshotOperator(MlopsBaseOperator):
         result = ref.to_dict()
         self.emit_asset_events(context, {"snapshot": result})
         return result
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The objects read (from the snapshot's manifest, with their ETags) -> the snapshot."""
+        from airflow_mlops_provider.core import lineage
+        from airflow_mlops_provider.core.snapshot import open_snapshot
+
+        if not result:  # not run yet, or skipped on an empty window
+            return lineage.Lineage()
+        manifest = open_snapshot(result, self.storage_options()).manifest
+        sources = lineage.source_objects(manifest.get("source_objects") or [])
+        return lineage.Lineage(inputs=sources, outputs=[lineage.snapshot(result)])
 
     def _bounded(self, window: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """``window`` with its interval: as given, else the run's (see :meth:`run_window`)."""

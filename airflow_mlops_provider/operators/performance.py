@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops_provider.core import names
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class MeasurePerformanceOperator(MlopsBaseOperator):
@@ -129,6 +132,23 @@ class MeasurePerformanceOperator(MlopsBaseOperator):
         self.emit_asset_events(context, check.fired)
         self.log.warning("Champion degraded: %s; report %s", check.fired["reason"], check.report_uri)
         return summary
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The window's predictions, the labels that arrived and the champion version -> the report."""
+        from airflow_mlops_provider.core import lineage
+
+        if not result:
+            return lineage.Lineage()
+        context = {"ti": task_instance}
+        scored = self._pull(context, self.score_task_id) or {}
+        given = (scored.get("predictions"), self._pull(context, self.labels_task_id))
+        inputs = [lineage.snapshot(s) for s in given if s]
+        if result.get("model_version"):
+            inputs.append(self.lineage_mlflow().version(self.model_name, result["model_version"]))
+        verdict = "degraded" if result["degraded"] else "ok"
+        numbers = {"window": result["window"], "estimated_verdict": result.get("estimated_verdict")}
+        report = lineage.report(result["report_uri"], "performance", verdict, result["report_uri"], numbers)
+        return lineage.Lineage(inputs=inputs, outputs=[report])
 
     def _skip(self, reason: str) -> NoReturn:
         self.log.info(reason)  # a skip's own message is not logged

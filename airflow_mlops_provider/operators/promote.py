@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_mlops_provider.core.names import CHALLENGER, CHAMPION
 from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink, model_version_url
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
@@ -35,6 +36,7 @@ from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops_provider.core.lineage import Lineage
     from airflow_mlops_provider.core.payloads import Decision, PromotionResult
 
 ON_FAIL = ("fail", "skip")
@@ -172,6 +174,10 @@ class GateChallengerOperator(MlopsBaseOperator, SkipMixin):
             self.skip(ti=context["ti"], tasks=downstream)
         return decision
 
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The challenger's run -> the model version registered for it (alias ``challenger``)."""
+        return _run_to_version(self, self.evaluation["challenger"]["run_id"], result, CHALLENGER)
+
 
 class PromoteModelOperator(MlopsBaseOperator):
     """Move ``champion`` to the version a passing gate registered; keep the old one as ``previous_champion``.
@@ -249,6 +255,11 @@ class PromoteModelOperator(MlopsBaseOperator):
         self.emit_asset_events(context, result)
         return result
 
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The challenger's run -> the model version it promoted (alias ``champion``)."""
+        promoted = result if result and result.get("promoted") else None
+        return _run_to_version(self, self.decision["source_run_id"], promoted, CHAMPION)
+
 
 class RollbackChampionOperator(MlopsBaseOperator):
     """Undo a rollout in progress, or else move ``champion`` back to ``previous_champion``; the reason
@@ -321,6 +332,36 @@ class RollbackChampionOperator(MlopsBaseOperator):
         )
         self.emit_asset_events(context, done)
         return done
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The version rolled back from -> the version ``champion`` points at."""
+        from airflow_mlops_provider.core.lineage import Lineage
+
+        if not result:
+            return Lineage()
+        mlflow = self.lineage_mlflow()
+        return Lineage(
+            inputs=[mlflow.version(self.model_name, result["from_version"])],
+            outputs=[mlflow.version(self.model_name, result["to_version"], aliases=[CHAMPION])],
+        )
+
+
+def _run_to_version(operator: MlopsBaseOperator, run_id: str, result: Any, alias: str) -> Lineage:
+    """A training run -> the model version ``result`` (a decision or promotion) pointed ``alias`` at."""
+    from airflow_mlops_provider.core.lineage import Lineage
+
+    mlflow = operator.lineage_mlflow()
+    inputs = [mlflow.run({"run_id": run_id})]
+    if not result:
+        return Lineage(inputs=inputs)
+    version = mlflow.version(
+        result["model_name"],
+        result["version"],
+        aliases=[alias],
+        source_run_id=run_id,
+        status=result["status"],
+    )
+    return Lineage(inputs=inputs, outputs=[version])
 
 
 __getattr__ = renamed(

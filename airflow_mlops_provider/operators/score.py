@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.core.names import CHAMPION
 from airflow_mlops_provider.links.mlflow import MlflowModelVersionLink, model_version_url
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class ScoreBatchOperator(MlopsBaseOperator):
@@ -82,6 +85,16 @@ class ScoreBatchOperator(MlopsBaseOperator):
         url = model_version_url(settings.browser_url, self.model_name, result["model_version"])
         MlflowModelVersionLink.persist(context, url)
         return result
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The window's snapshot and the model version behind ``alias`` -> the predictions snapshot."""
+        from airflow_mlops_provider.core import lineage
+
+        inputs = [lineage.snapshot(self.snapshot)]
+        if not result:
+            return lineage.Lineage(inputs=inputs)
+        model = self.lineage_mlflow().version(self.model_name, result["model_version"], aliases=[self.alias])
+        return lineage.Lineage(inputs=[*inputs, model], outputs=[lineage.snapshot(result["predictions"])])
 
 
 __getattr__ = renamed(__name__, {"BatchScoreOperator": ScoreBatchOperator})

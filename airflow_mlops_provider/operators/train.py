@@ -19,6 +19,7 @@ from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops_provider.core.lineage import Lineage
     from airflow_mlops_provider.core.payloads import TrainingResult
     from airflow_mlops_provider.core.tracking import TrackingSettings
     from airflow_mlops_provider.core.training.job import TrainingJob
@@ -148,6 +149,13 @@ class TrainModelOperator(MlopsBaseOperator):
         MlflowRunLink.persist(context, result["run_url"])
         self.log.info("Trained %s: %s", result["model_uri"], json.dumps(result["metrics"], sort_keys=True))
         return result
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The training snapshot -> the MLflow run."""
+        from airflow_mlops_provider.core import lineage
+
+        outputs = [self.lineage_mlflow().run(result)] if result else []
+        return lineage.Lineage(inputs=[lineage.snapshot(self.snapshot)], outputs=outputs)
 
     def training_job(self, ti: Any) -> TrainingJob:
         """The :class:`~airflow_mlops_provider.core.training.job.TrainingJob` of this task instance.

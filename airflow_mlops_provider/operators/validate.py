@@ -9,10 +9,13 @@ suite fails the task without retry, with every failed expectation listed in the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops_provider.links.report import ReportLink
 from airflow_mlops_provider.operators.base import MlopsBaseOperator, renamed
+
+if TYPE_CHECKING:
+    from airflow_mlops_provider.core.lineage import Lineage
 
 
 class ValidateSnapshotOperator(MlopsBaseOperator):
@@ -32,7 +35,7 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
     :param infer_options: ``range_margin``, ``mostly``, ``max_categories`` for inferred suites.
     :param streaming: ``stream_above_mb`` (validate in record batches when the split's in-memory
         size exceeds it; default 1024, ``0`` always, ``None`` never) and ``batch_rows`` (rows per
-        batch, default 500,000); see docs/streaming-validation.md.
+        batch, default 500,000); see docs/streaming_validation.md.
     :param artifact_root: the artifact root; the snapshot must lie inside it and reports go under
         ``<artifact_root>/<pipeline>/reports/validation/<sha256>/``. Without it the report goes
         beside the snapshot (under the root and pipeline of its own path), through ``aws_conn_id`` too.
@@ -110,6 +113,20 @@ class ValidateSnapshotOperator(MlopsBaseOperator):
             raise
         ReportLink.persist(context, outcome["report_uri"])
         return outcome
+
+    def lineage(self, result: Any, task_instance: Any) -> Lineage:
+        """The snapshot, with every check of the result as a ``dataQualityAssertions`` facet."""
+        import json
+
+        from airflow_mlops_provider.core import lineage
+        from airflow_mlops_provider.core.storage import Location
+
+        snapshot = lineage.snapshot(self.snapshot)
+        if not result:
+            return lineage.Lineage(inputs=[snapshot])
+        uri = result["result_uri"]
+        checks = json.loads(Location(uri, self.storage_options(uri)).read_bytes())["checks"]
+        return lineage.Lineage(inputs=[lineage.with_assertions(snapshot, checks)])
 
 
 __getattr__ = renamed(__name__, {"ValidateOperator": ValidateSnapshotOperator})

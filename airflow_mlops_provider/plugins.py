@@ -1,4 +1,11 @@
-"""The provider's Airflow plugin: a scheduler-side listener that creates missing promotion pools.
+"""The provider's Airflow plugin: the Models pages in the UI, and a scheduler-side listener that
+creates missing promotion pools.
+
+The Models pages are a FastAPI app the api-server mounts at ``/mlops``
+(:mod:`airflow_mlops_provider.ui.app`), shown inside Airflow's UI by two external views: a
+"Models" entry in the navigation and a "Model" tab on every DAG (the tab names the DAG's
+pipeline, or says the DAG is not one). The app is imported on its first request, so the
+scheduler, dag-processor and workers that load this plugin never import it.
 
 Airflow never schedules a task whose pool does not exist (the run waits forever and only the
 scheduler log says why), and in Airflow 3 neither DAG parsing nor workers may write pools. The
@@ -12,7 +19,7 @@ installed where the scheduler runs (the compose init job still imports the pools
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
@@ -56,8 +63,35 @@ class PromotionPoolListener:
                 log.warning("Created the missing pool %s (1 slot) for %s", name, dag_run.dag_id)
 
 
+class LazyModelsApp:
+    """ASGI stand-in for :func:`airflow_mlops_provider.ui.app.create_app`, built on the first request."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            from airflow_mlops_provider.ui.app import create_app
+
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+
+UI_PREFIX = "/mlops"
+
+
 class MlopsPlugin(AirflowPlugin):
-    """Listeners of airflow-mlops-provider."""
+    """The Models pages and the promotion-pool listener of airflow-mlops-provider."""
 
     name = "airflow_mlops_provider"
     listeners = [PromotionPoolListener()]
+    fastapi_apps = [{"app": LazyModelsApp(), "url_prefix": UI_PREFIX, "name": "MLOps models"}]
+    external_views = [
+        {"name": "Models", "href": f"{UI_PREFIX}/models", "destination": "nav", "url_route": "mlops-models"},
+        {
+            "name": "Model",
+            "href": f"{UI_PREFIX}/dags/{{DAG_ID}}",
+            "destination": "dag",
+            "url_route": "mlops-dag",
+        },
+    ]

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MAX_SUMMARY_FAILURES = 20
 STREAM_ABOVE_MB = 1024.0
 BATCH_ROWS = 500_000
-PARTITION_ROWS = 4_000_000
+PARTITION_ROWS = 2_000_000
 
 
 def validate_snapshot(
@@ -66,7 +66,7 @@ def validate_snapshot(
 
     A split whose in-memory size (the Parquet row groups' uncompressed bytes) exceeds
     ``stream_above_mb`` is validated streaming, ``batch_rows`` rows at a time
-    (docs/streaming-validation.md); ``0`` always streams, ``None`` never does. Returns
+    (docs/streaming_validation.md); ``0`` always streams, ``None`` never does. Returns
     ``{"success", "evaluated", "failed", "report_uri", "result_uri", "snapshot_sha256", "split", "mode"}``.
     """
     if mode not in ("fail", "warn"):
@@ -90,7 +90,7 @@ def validate_snapshot(
     if not expectations and builtin is None:
         raise ValidationConfigError("Nothing to validate: no suite, no reference and builtin checks are off")
 
-    in_memory_mb = _in_memory_mb(snap, split)
+    in_memory_mb = split_in_memory_mb(snap, split)
     streaming = stream_above_mb is not None and in_memory_mb > stream_above_mb
     run = _streaming_checks if streaming else _in_memory_checks
     checks, rows, gx_json = run(snap, split, expectations, builtin, reference_info, batch_rows)
@@ -272,11 +272,22 @@ def _stream_file(snap: Snapshot, name: str) -> SnapshotParquetFile:
 def _batches(
     snap: Snapshot, names: list[str], columns: list[str] | None, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
+    """Record batches of about ``batch_rows`` rows, read row group by row group.
+
+    Not ``ParquetFile.iter_batches``: its reader runs ahead of the consumer and had most of a
+    5M-row split decoded in memory at once.
+    """
     for name in names:
-        yield from _stream_file(snap, name).iter_batches(batch_size=batch_rows, columns=columns)
+        file = _stream_file(snap, name)
+        pending: list[pa.Table] = []
+        for group in range(file.num_row_groups):
+            pending.append(file.read_row_group(group, columns=columns))
+            if sum(t.num_rows for t in pending) >= batch_rows or group == file.num_row_groups - 1:
+                yield from pa.concat_tables(pending).combine_chunks().to_batches(max_chunksize=batch_rows)
+                pending = []
 
 
-def _in_memory_mb(snap: Snapshot, split: str | None) -> float:
+def split_in_memory_mb(snap: Snapshot, split: str | None) -> float:
     """The split's size in memory as Arrow holds it: its row groups' uncompressed bytes."""
     try:
         names = _split_names(snap, split)

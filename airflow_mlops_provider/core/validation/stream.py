@@ -23,6 +23,7 @@ from airflow_mlops_provider.core.validation.gx import GxSuite, verdict_from_metr
 from airflow_mlops_provider.core.validation.stream_plan import (
     COUNT_METRIC,
     COUNTED,
+    DISTINCT_SETS,
     MEMORY_NOTE,
     NUMERIC_METRIC,
     columns_of,
@@ -30,6 +31,7 @@ from airflow_mlops_provider.core.validation.stream_plan import (
 )
 from airflow_mlops_provider.core.validation.stream_rows import RowTally, count_rows
 from airflow_mlops_provider.core.validation.stream_stats import (
+    CountSummary,
     Moments,
     ValueCounts,
     order_statistics,
@@ -87,7 +89,7 @@ def validate_batches(
             for (index, _), part in zip(row_gx, gx_suite.validate(frame.to_pandas())[0], strict=True):
                 state.tallies[index].add(part)
     facts = TableFacts(state.rows, schema, state.missing)
-    finish = _Finish(state, batches, facts)
+    finish = _Finish(state, batches, facts, expectations)
     return [finish.check(e, m, i) for i, (e, m) in enumerate(zip(expectations, methods, strict=True))], facts
 
 
@@ -130,9 +132,11 @@ def _add(
 class _Finish:
     """Turns the accumulated state into one check per expectation (extra passes where needed)."""
 
-    def __init__(self, state: _State, batches: Batches, facts: TableFacts) -> None:
-        self.state, self.batches, self.facts = state, batches, facts
-        self._merged: dict[str, tuple[np.ndarray | list[Any], np.ndarray]] = {}
+    def __init__(
+        self, state: _State, batches: Batches, facts: TableFacts, expectations: Sequence[dict[str, Any]]
+    ) -> None:
+        self.state, self.batches, self.facts, self.expectations = state, batches, facts, expectations
+        self._summaries: dict[str, CountSummary] = {}
 
     def check(self, item: dict[str, Any], how: str, index: int) -> dict[str, Any]:
         if how in ("row", "row_gx"):
@@ -179,12 +183,10 @@ class _Finish:
             metrics.update(self.state.moments[column].metrics())
             metrics.update(self._order_metrics(item, column))
         if column in self.state.counts:
-            values, counts = self._value_counts(column)
-            metrics["column.distinct_values.count"] = len(counts)
+            summary = self._summary(column)
+            metrics["column.distinct_values.count"] = summary.distinct
             metrics["column.unique_proportion"] = unique_proportion(metrics)  # type: ignore[no-untyped-call]
-            top = counts.max() if len(counts) else 0
-            modes = [v for v, c in zip(values, counts, strict=True) if c == top]
-            metrics["column.most_common_value"] = sorted(modes)
+            metrics["column.most_common_value"] = sorted(summary.modes)
         if item["type"] in COUNT_METRIC and COUNT_METRIC[item["type"]] == "column.non_null_proportion":
             metrics["column.non_null_proportion"] = nonnull_proportion(metrics)  # type: ignore[no-untyped-call]
         return metrics
@@ -211,14 +213,16 @@ class _Finish:
         for batch in self.batches([column]):
             yield np.asarray(present(batch.column(0)).to_numpy(zero_copy_only=False))
 
-    def _value_counts(self, column: str) -> tuple[np.ndarray | list[Any], np.ndarray]:
-        """All distinct values and their counts, merged partition by partition (cached)."""
-        if column not in self._merged:
-            parts = list(self.state.counts[column].merged())
-            values = pa.chunked_array([p.column("values") for p in parts], self.state.counts[column].dtype)
-            counts = np.concatenate([p.column("counts").to_numpy() for p in parts] or [np.zeros(0, np.int64)])
-            self._merged[column] = (values.to_pylist(), counts)
-        return self._merged[column]
+    def _summary(self, column: str) -> CountSummary:
+        """The merged value counts, read once; distinct values and modes only where a check needs them."""
+        if column not in self._summaries:
+            wanted = {e["type"] for e in self.expectations if columns_of(e)[:1] == [column]}
+            self._summaries[column] = self.state.counts[column].summary(
+                values=bool(wanted & DISTINCT_SETS),
+                modes="expect_column_most_common_value_to_be_in_set" in wanted,
+                max_duplicated=MAX_DUPLICATE_EXAMPLE_VALUES,
+            )
+        return self._summaries[column]
 
     def _reduced_frame(self, item: Mapping[str, Any]) -> Any:
         """A frame with the same answer: the column's (min, max), or its distinct values."""
@@ -227,7 +231,7 @@ class _Finish:
         if column in self.state.bounds:
             values = self.state.bounds[column]
         else:
-            values = list(self._value_counts(column)[0]) or [None]
+            values = self._summary(column).values or [None]
         if pa.types.is_dictionary(dtype):
             dtype = dtype.value_type
         return self._as_whole_split(pa.table({column: pa.array(values, dtype)}))
@@ -235,16 +239,14 @@ class _Finish:
     def _unique(self, item: dict[str, Any]) -> dict[str, Any]:
         """Rows whose value occurs more than once (pandas ``duplicated(keep=False)``), mostly applied."""
         column = columns_of(item)[0]
-        values, counts = self._value_counts(column)
-        repeated = counts > 1
-        duplicated = [v for v, r in zip(values, repeated, strict=True) if r]
+        summary = self._summary(column)
         tally = RowTally(item)
         tally.add(
             {
                 "element_count": self.facts.rows,
                 "missing_count": self.facts.missing[column],
-                "unexpected_count": int(counts[repeated].sum()),
-                "examples": self._duplicate_examples(column, duplicated),
+                "unexpected_count": summary.repeated_rows,
+                "examples": self._duplicate_examples(column, summary.duplicated),
             }
         )
         return tally.result()
@@ -253,7 +255,7 @@ class _Finish:
         """The first rows' duplicated values, in row order (one pass over the column)."""
         if not duplicated:
             return []
-        wanted = pa.array(duplicated[:MAX_DUPLICATE_EXAMPLE_VALUES], self.state.counts[column].dtype)
+        wanted = pa.array(duplicated, self.state.counts[column].dtype)
         examples: list[Any] = []
         for batch in self.batches([column]):
             values = present(batch.column(0))

@@ -1,4 +1,4 @@
-"""How streaming validation evaluates each expectation type (the list docs/streaming-validation.md shows).
+"""How streaming validation evaluates each expectation type (the list docs/streaming_validation.md shows).
 
 * ``row``: row-wise, counted per batch by our Arrow evaluator (null, range and set checks on
   types where Arrow and pandas agree), totals aggregated exactly, ``mostly`` applied to totals.
@@ -84,6 +84,13 @@ REDUCED = frozenset(
     {
         "expect_column_min_to_be_between",
         "expect_column_max_to_be_between",
+        "expect_column_distinct_values_to_be_in_set",
+        "expect_column_distinct_values_to_contain_set",
+        "expect_column_distinct_values_to_equal_set",
+    }
+)
+DISTINCT_SETS = frozenset(
+    {
         "expect_column_distinct_values_to_be_in_set",
         "expect_column_distinct_values_to_contain_set",
         "expect_column_distinct_values_to_equal_set",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,24 @@ class ValueCounts:
             self._writers[part] = ipc.new_stream(str(self.dir / f"{part}.arrow"), self.schema)
         self._writers[part].write_batch(batch)
 
+    def summary(self, *, values: bool, modes: bool, max_duplicated: int) -> CountSummary:
+        """Distinct count and repeated rows; the values repeated (up to ``max_duplicated``), and
+        only when asked every distinct value and the modes (those can be as many as the rows)."""
+        out = CountSummary()
+        for table in self.merged():
+            counts = table.column("counts")
+            out.distinct += len(counts)
+            repeated = pc.greater(counts, 1)
+            out.repeated_rows += int(pc.sum(pc.filter(counts, repeated)).as_py() or 0)
+            if len(out.duplicated) < max_duplicated:
+                out.duplicated += pc.filter(table.column("values"), repeated).to_pylist()
+                del out.duplicated[max_duplicated:]
+            if values:
+                out.values += table.column("values").to_pylist()
+            if modes and len(counts):
+                out.add_modes(table)
+        return out
+
     def merged(self) -> Iterator[pa.Table]:
         """Per partition: a table of distinct ``values`` and their total ``counts``."""
         for writer in self._writers.values():
@@ -118,6 +137,27 @@ class ValueCounts:
             with ipc.open_stream(str(self.dir / f"{part}.arrow")) as reader:
                 table = reader.read_all()
             yield table.group_by("values").aggregate([("counts", "sum")]).rename_columns(["values", "counts"])
+
+
+@dataclass
+class CountSummary:
+    """What the uniqueness and distinct-value checks read from :class:`ValueCounts`."""
+
+    distinct: int = 0
+    repeated_rows: int = 0
+    duplicated: list[Any] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    modes: list[Any] = field(default_factory=list)
+    top: int = 0
+
+    def add_modes(self, table: pa.Table) -> None:
+        counts = table.column("counts")
+        top = int(pc.max(counts).as_py())
+        if top < self.top:
+            return
+        found = pc.filter(table.column("values"), pc.equal(counts, top)).to_pylist()
+        self.modes = found if top > self.top else self.modes + found
+        self.top = top
 
 
 def order_statistics(

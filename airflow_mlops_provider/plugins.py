@@ -87,7 +87,13 @@ class MlopsPlugin(AirflowPlugin):
     listeners = [PromotionPoolListener()]
     fastapi_apps = [{"app": LazyModelsApp(), "url_prefix": UI_PREFIX, "name": "MLOps models"}]
     external_views = [
-        {"name": "Models", "href": f"{UI_PREFIX}/models", "destination": "nav", "url_route": "mlops-models"},
+        {
+            "name": "Models",
+            "href": f"{UI_PREFIX}/models",
+            "destination": "nav",
+            "url_route": "mlops-models",
+            "nav_top_level": True,
+        },
         {
             "name": "Model",
             "href": f"{UI_PREFIX}/dags/{{DAG_ID}}",

@@ -17,6 +17,12 @@ All run in this process, alternately, ``repeats`` times; the fastest run of each
 by wall time and by CPU time of this process (the machine is shared with other jobs: the
 minimum, and CPU time, are the least noisy estimates). Target: overhead at most 15%.
 Run: ``python bench/validate.py`` (``--quick``: 100k rows, one repeat, not committed).
+
+Large mode (issue 18), ``python bench/validate.py --large [--rows N]`` (default 20,000,000 rows):
+the same table and suite written chunk by chunk as a snapshot, then validated streaming in a
+child process whose peak RSS is recorded, against the split's in-memory (Arrow) size. On a size
+that still fits (``--fit-rows``, default 2,000,000) both paths run in child processes, for time
+and peak RSS. Its keys are merged into ``bench/results/validate.json``, keeping the others.
 """
 
 from __future__ import annotations
@@ -30,17 +36,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import WORK, print_table, quick_flag, write_results
+from bench.common import RESULTS, WORK, print_table, quick_flag, run_measured, write_results
 
 CATEGORIES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 
 
-def make_table(rows: int):
+def make_table(rows: int, seed: int = 0, first_id: int = 0):
     import numpy as np
     import pyarrow as pa
 
-    rng = np.random.default_rng(0)
-    columns = {"id": np.arange(rows)}
+    rng = np.random.default_rng(seed)
+    columns = {"id": np.arange(first_id, first_id + rows)}
     for i in range(9):
         columns[f"f{i}"] = rng.normal(100 * i, 5 + i, rows)
     for i in range(5):
@@ -186,5 +192,94 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def write_large(rows: int, chunk: int = 1_000_000) -> dict:
+    """The bench table, ``rows`` rows written ``chunk`` at a time (never all in memory)."""
+    from airflow_mlops_provider.core.snapshot import SnapshotWriter
+    from airflow_mlops_provider.core.storage import Location
+
+    with SnapshotWriter(Location((WORK / "validate-large").as_uri()), "bench") as writer:
+        for number, start in enumerate(range(0, rows, chunk)):
+            writer.write(make_table(min(chunk, rows - start), seed=number, first_id=start))
+        return writer.commit().to_dict()
+
+
+def child(uri: str, rows: int, stream_above_mb: str) -> None:
+    """Validate once in this (child) process; print the engine and the in-memory estimate."""
+    import json
+
+    from airflow_mlops_provider.core.validation import validate_snapshot
+
+    threshold = None if stream_above_mb == "never" else float(stream_above_mb)
+    outcome = validate_snapshot(uri, suite=suite(rows), stream_above_mb=threshold)
+    assert outcome["success"], outcome
+    document = json.loads(Path(outcome["result_uri"].removeprefix("file://")).read_text())
+    print(json.dumps({"engine": document["engine"], "mb": document["in_memory_estimate_mb"]}))
+
+
+def measure(uri: str, rows: int, stream_above_mb: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of validating in a fresh process."""
+    return run_measured([sys.executable, __file__, "--child", uri, str(rows), stream_above_mb])
+
+
+def in_memory_mb(uri: str) -> float:
+    from airflow_mlops_provider.core.snapshot import open_snapshot
+    from airflow_mlops_provider.core.validation.run import split_in_memory_mb
+
+    return split_in_memory_mb(open_snapshot(uri), None)
+
+
+def large(rows: int, fit_rows: int) -> None:
+    import json
+
+    shutil.rmtree(WORK / "validate-large", ignore_errors=True)
+    started = time.perf_counter()
+    fit = write_large(fit_rows)["uri"]
+    fit_memory_s, fit_memory_rss = measure(fit, fit_rows, "never")
+    fit_stream_s, fit_stream_rss = measure(fit, fit_rows, "0")
+    big = write_large(rows)["uri"]
+    write_s = time.perf_counter() - started
+    big_s, big_rss = measure(big, rows, "1024")
+    big_mb = in_memory_mb(big)
+    figures = {
+        "large_rows": rows,
+        "large_peak_rss_mb": round(big_rss, 1),
+        "large_in_memory_mb": round(big_mb, 1),
+        "large_stream_s": round(big_s, 2),
+        "large_fit_rows": fit_rows,
+        "large_fit_in_memory_mb": round(in_memory_mb(fit), 1),
+        "large_fit_memory_path_s": round(fit_memory_s, 2),
+        "large_fit_memory_path_peak_rss_mb": round(fit_memory_rss, 1),
+        "large_fit_stream_s": round(fit_stream_s, 2),
+        "large_fit_stream_peak_rss_mb": round(fit_stream_rss, 1),
+    }
+    print_table(
+        f"Streaming validation: {rows:,} rows, {len(suite(rows))} expectations (setup {write_s:.0f} s)",
+        [
+            ("large_peak_rss_mb", big_rss, "peak RSS of the validating process"),
+            ("large_in_memory_mb", big_mb, "the split in memory (Arrow; pandas for GX adds more)"),
+            ("large_stream_s", big_s, "wall time, process start included"),
+            ("large_fit_memory_path_s", fit_memory_s, f"{fit_rows:,} rows, today's in-memory path"),
+            ("large_fit_stream_s", fit_stream_s, f"{fit_rows:,} rows, streamed"),
+            ("large_fit_memory_path_peak_rss_mb", fit_memory_rss, "peak RSS, in-memory path"),
+            ("large_fit_stream_peak_rss_mb", fit_stream_rss, "peak RSS, streamed"),
+        ],
+    )
+    path = RESULTS / "validate.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    kept.pop("machine", None)
+    kept.pop("quick", None)
+    write_results("validate", {**kept, **figures}, quick=False)
+    shutil.rmtree(WORK / "validate-large", ignore_errors=True)
+
+
+def _option(name: str, default: int) -> int:
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif "--large" in sys.argv:
+        large(_option("--rows", 20_000_000), _option("--fit-rows", 2_000_000))
+    else:
+        main()

@@ -58,11 +58,13 @@ class ParquetSource:
             return self.parquet.read(columns=[name], use_threads=False).column(0)
 
 
-def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    """Non-missing values as float64 (nulls and NaN dropped) and the number of missing values.
+def sorted_numeric(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Non-missing values as float64, sorted ascending, and the number of missing values (nulls, NaN).
 
-    Dates and timestamps are day numbers (:func:`~airflow_mlops_provider.core.dates.day_numbers`),
-    the values the built-in trainer learns from, whatever their Arrow unit.
+    One float64 buffer is made (nulls become NaN on the way), sorted in place, and cut where
+    NaN begins (sorting puts NaN last): no mask, no compacting copy. Dates and timestamps are day
+    numbers (:func:`~airflow_mlops_provider.core.dates.day_numbers`), the values the built-in
+    trainer learns from, whatever their Arrow unit.
     """
     dtype = column.type
     if is_date_type(dtype):
@@ -70,43 +72,54 @@ def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     elif is_temporal_type(dtype):
         column = pc.cast(column, pa.int64())
     if not pa.types.is_float64(column.type):
-        column = pc.cast(column, pa.float64())
-    if column.num_chunks == 1 and column.null_count == 0:
-        values = column.chunk(0).to_numpy(zero_copy_only=False)
-    else:
-        values = column.to_numpy()
-    if np.isfinite(np.add.reduce(values)):  # a finite sum means no NaN: skip the mask
-        return values, 0
-    nan = np.isnan(values)
-    missing = int(np.count_nonzero(nan))
-    if missing:
-        values = values[~nan]
-    return values, missing
+        column = pc.cast(column, pa.float64())  # safe: an integer beyond 2**53 raises, never rounds
+    values = column.to_numpy()  # chunks concatenated, nulls as NaN
+    if not values.flags.writeable:  # a zero-copy view of Arrow's immutable buffer
+        values = values.copy()
+    values.sort()
+    present = int(np.searchsorted(values, np.nan))  # NaN sorts (and searches) after every number
+    return values[:present], values.size - present
+
+
+def count_distinct_sorted(ascending: np.ndarray) -> int:
+    """How many distinct values an ascending array holds (one pass, no sort)."""
+    if ascending.size == 0:
+        return 0
+    return 1 + int(np.count_nonzero(ascending[1:] != ascending[:-1]))
 
 
 def category_counts(column: pa.ChunkedArray) -> tuple[dict[str, int], int]:
-    """Counts per category (as strings) and the number of missing values (nulls)."""
+    """Counts per category (as strings) and the number of missing values (nulls).
+
+    Dictionary-encoded columns are counted on their integer indices (a bincount per chunk),
+    never by hashing their values; others by Arrow's hash-based ``value_counts``.
+    """
     missing = int(column.null_count)
+    if pa.types.is_dictionary(column.type):
+        return _dictionary_counts(column), missing
     counts = pc.value_counts(column)
     values = counts.field("values").to_pylist()
     freq = counts.field("counts").to_pylist()
     return {_label(v): int(c) for v, c in zip(values, freq, strict=True) if v is not None}, missing
 
 
+def _dictionary_counts(column: pa.ChunkedArray) -> dict[str, int]:
+    """Counts per dictionary value over every chunk (each chunk may have its own dictionary)."""
+    out: dict[str, int] = {}
+    for chunk in column.chunks:
+        indices = chunk.indices.drop_null().to_numpy()
+        freq = np.bincount(indices, minlength=len(chunk.dictionary))
+        for value, count in zip(chunk.dictionary.to_pylist(), freq.tolist(), strict=True):
+            if count and value is not None:
+                label = _label(value)
+                out[label] = out.get(label, 0) + count
+    return out
+
+
 def _label(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def distinct_at_most(values: np.ndarray, limit: int) -> bool:
-    """Whether a float buffer has at most ``limit`` distinct values (integers used as codes)."""
-    if values.size == 0:
-        return True
-    sample = values[: min(values.size, 10_000)]
-    if np.unique(sample).size > limit:
-        return False
-    return np.unique(values).size <= limit
 
 
 def names_in(schema: pa.Schema, include: Iterable[str] | None, exclude: Iterable[str]) -> list[str]:

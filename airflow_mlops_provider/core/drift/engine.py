@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops_provider.core.drift.categorical import compare_categorical
-from airflow_mlops_provider.core.drift.columns import ColumnSource, category_counts, numeric_values
+from airflow_mlops_provider.core.drift.columns import ColumnSource, category_counts, sorted_numeric
 from airflow_mlops_provider.core.drift.config import DriftConfig
 from airflow_mlops_provider.core.drift.numeric import compare_numeric, kl_threshold, mean_std, psi_threshold
 from airflow_mlops_provider.core.drift.reference import ColumnReference, DriftError, ReferenceStats
@@ -200,7 +200,7 @@ def _compare_column(
     rows = len(column)
     try:
         if ref.kind == "numeric":
-            values, n_missing = numeric_values(column)
+            values, n_missing = sorted_numeric(column)
             del column
             result.n_current = int(values.size)
             _missing_test(result, ref, n_missing, rows)
@@ -259,7 +259,7 @@ def _numeric(
     result: ColumnResult,
     reference: ReferenceStats,
     ref: ColumnReference,
-    values: np.ndarray,
+    cur_sorted: np.ndarray,
     config: DriftConfig,
 ) -> None:
     test, effect, threshold = _column_config(config, result.name)
@@ -269,10 +269,9 @@ def _numeric(
         raise DriftError(f"Column {result.name!r} is numeric: test {test!r} / effect {effect!r} do not apply")
     ref_sorted = reference.sorted_values(result.name)
     edges = np.asarray(ref.edges, dtype=np.float64)
-    values = np.sort(values)
     cmp = compare_numeric(
         ref_sorted,
-        values,
+        cur_sorted,
         assume_sorted=True,
         ref_std=ref.std or 0.0,
         edges=edges,
@@ -285,7 +284,7 @@ def _numeric(
         threshold if (threshold is not None and effect == "psi") else config.psi_threshold,
         cmp.psi_bins,
         ref_sorted.size,
-        values.size,
+        cur_sorted.size,
     )
     result.effect_size = {
         "wasserstein": cmp.wasserstein_normalised,
@@ -293,7 +292,7 @@ def _numeric(
         "psi": cmp.psi,
         "kl": cmp.kl,
     }[effect]
-    result.threshold = _threshold(config, effect, threshold, cmp.psi_bins, ref_sorted.size, values.size)
+    result.threshold = _threshold(config, effect, threshold, cmp.psi_bins, ref_sorted.size, cur_sorted.size)
     result.details = {
         "ks_statistic": cmp.ks_statistic,
         "ks_p_value": cmp.ks_pvalue,
@@ -305,13 +304,13 @@ def _numeric(
         "kl": cmp.kl,
         "reference_mean": ref.mean,
         "reference_std": ref.std,
-        **_moments("current", values),
+        **_moments("current", cur_sorted),
     }
     if ref.std == 0:
         result.details["note"] = (
             "the reference column is constant: Wasserstein is scaled by the current spread"
         )
-    result.plot = _numeric_plot(ref_sorted, values)
+    result.plot = _numeric_plot(ref_sorted, cur_sorted)
 
 
 def _threshold(

@@ -27,9 +27,9 @@ from airflow_mlops_provider.core.arrow_types import is_categorical_type, is_nume
 from airflow_mlops_provider.core.drift.columns import (
     ColumnSource,
     category_counts,
-    distinct_at_most,
+    count_distinct_sorted,
     names_in,
-    numeric_values,
+    sorted_numeric,
 )
 from airflow_mlops_provider.core.drift.config import DriftConfig
 from airflow_mlops_provider.core.drift.numeric import bin_counts, mean_std, psi_edges
@@ -260,18 +260,17 @@ def fit_column(source: ColumnSource, name: str, config: DriftConfig) -> ColumnRe
                 kind="unsupported", missing=column.null_count, reason=f"type {dtype}", **base
             )
     if kind == "numeric":
-        values, n_missing = numeric_values(column)
-        del column
+        ordered, n_missing = sorted_numeric(column)
         auto = not (override and override.kind)
-        if auto and pa.types.is_integer(dtype) and distinct_at_most(values, config.categorical_max_unique):
-            return _categorical(source.column(name), base)
-        return _numeric(values, n_missing, config, base)
+        codes = auto and pa.types.is_integer(dtype)
+        if codes and count_distinct_sorted(ordered) <= config.categorical_max_unique:
+            return _categorical(column, base)
+        del column
+        return _numeric(ordered, n_missing, config, base)
     return _categorical(column, base)
 
 
-def _numeric(values: np.ndarray, n_missing: int, config: DriftConfig, base: _Basics) -> ColumnReference:
-    ordered = np.sort(values)
-    del values
+def _numeric(ordered: np.ndarray, n_missing: int, config: DriftConfig, base: _Basics) -> ColumnReference:
     if ordered.size == 0:
         return ColumnReference(kind="numeric", missing=n_missing, _sorted=ordered, **base)
     edges = psi_edges(ordered, config.psi_bins)

@@ -20,7 +20,7 @@ import boto3
 REPO = Path(__file__).resolve().parent.parent
 
 from airflow_mlops_provider.operators.promote import promotion_pool  # noqa: E402
-from tests.support.airflow_stack import AirflowStack, airflow_stack  # noqa: E402
+from tests.support.airflow_stack import AirflowStack, airflow_stack, celery_env  # noqa: E402
 from tests.support.pipelines import cancer_pipeline_yaml  # noqa: E402
 from tests.support.services import (  # noqa: E402
     mlflow_connection,
@@ -53,8 +53,9 @@ class LiveStack:
 
 
 @contextmanager
-def live_stack(parallelism: int = 8) -> Iterator[LiveStack]:
-    """Everything on 127.0.0.1; torn down (processes and databases) on exit."""
+def live_stack(parallelism: int = 8, celery_workers: int = 0) -> Iterator[LiveStack]:
+    """Everything on 127.0.0.1; torn down (processes and databases) on exit. With ``celery_workers``,
+    the CeleryExecutor and that many Celery workers of one slot each (one "machine" each)."""
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     dags = work / "dags"
     (dags / "pipelines").mkdir(parents=True)
@@ -78,7 +79,11 @@ def live_stack(parallelism: int = 8) -> Iterator[LiveStack]:
             {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
         )
         airflow_db = stack.enter_context(postgres_database("bench_airflow"))
-        airflow = stack.enter_context(airflow_stack(work / "airflow", dags, airflow_db, env))
+        if celery_workers:
+            env |= celery_env(airflow_db, redis_db=8, concurrency=1)
+        airflow = stack.enter_context(
+            airflow_stack(work / "airflow", dags, airflow_db, env, celery_workers=max(1, celery_workers))
+        )
         s3 = boto3.client("s3", endpoint_url=moto_url)
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)

@@ -2,7 +2,8 @@
 
 Two launches of one job on loopback ("nodes" 0 and 1, one worker each), started at different
 times, meet through the rendezvous record on the artifact store, train one model in one MLflow
-run, and both return its result. A job whose second node never starts fails on node 0 within its
+run, and both return its result (so does a follower retried after the job's end, without training).
+A job whose second node never starts fails on node 0 within its
 join timeout, saying how many joined; a node that starts after node 0 gave up fails at once;
 no process is left behind.
 """
@@ -99,6 +100,14 @@ def test_two_node_launches_started_apart_meet_and_train_one_run(snapshot, root, 
     rendezvous = NodeRendezvous(Location(root), "wine", "job-a", 2)
     assert rendezvous.joined() == [0, 1] and (rendezvous.read() or {})["finished"] == "succeeded"
     assert _left_behind(first, leader) == []
+
+    # node 1's machine was lost after the job's end: its retry reports the job's result, trains nothing
+    retried = Node(_job(snapshot, root, "job-a", 1, join_timeout=5), settings)
+    retried.start()
+    retried.join(60)
+    assert retried.error is None and retried.result == first.result
+    assert not any("Starting torchrun" in line for line in retried.lines)
+    assert any("the job already succeeded" in line for line in retried.lines)
 
 
 def test_a_node_that_never_starts_fails_node_0_with_how_many_joined(snapshot, root, mlflow_server):

@@ -6,7 +6,9 @@ LocalExecutor (or CeleryExecutor) and a PostgreSQL metadata database, exactly as
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from tests.support.services import background_process, free_port, stop_process_group, wait_for_port
@@ -34,6 +37,7 @@ class AirflowStack:
     env: dict[str, str]
     password: str
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     _token: str | None = None
 
     # --- REST -----------------------------------------------------------------------------
@@ -123,9 +127,27 @@ class AirflowStack:
                     f"airflow {component} exited ({proc.returncode}):\n{self.log(component)[-3000:]}"
                 )
 
+    def start(self, component: str, args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """Start ``component`` (``airflow <args>``, by default its name split in words); remembered for
+        :meth:`restart`."""
+        args, env = self.commands.setdefault(component, (args or component.split(), env or self.env))
+        self.processes[component] = _spawn(component, args, self.home, env)
+
+    def kill(self, component: str) -> None:
+        """SIGKILL every process of the component's session at once (a machine lost), and reap it.
+
+        The session, not the process group: Airflow's supervisor puts each task process in a group
+        of its own, and a task process that outlived its worker would go on heartbeating."""
+        proc = self.processes[component]
+        for other in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getsid(other.pid) == proc.pid:
+                    other.kill()
+        proc.wait()
+
     def restart(self, component: str) -> None:
         stop_process_group(self.processes[component])
-        self.processes[component] = _spawn(component, self.home, self.env)
+        self.start(component)
 
     def log(self, component: str) -> str:
         return (self.home / f"{component}.log").read_text(errors="replace")
@@ -138,10 +160,10 @@ class AirflowStack:
         return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log")))
 
 
-def _spawn(component: str, home: Path, env: dict[str, str]) -> subprocess.Popen:
+def _spawn(component: str, args: list[str], home: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(home / f"{component}.log", "ab") as log:
         return subprocess.Popen(
-            [BIN / "airflow", *component.split()],
+            [BIN / "airflow", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -149,26 +171,42 @@ def _spawn(component: str, home: Path, env: dict[str, str]) -> subprocess.Popen:
         )
 
 
-def celery_env(db_url: str, redis_db: int = 7) -> dict[str, str]:
+def celery_env(db_url: str, redis_db: int = 7, concurrency: int = 4) -> dict[str, str]:
     """Settings that move task execution to Celery workers (Redis broker, PostgreSQL results)."""
     return {
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url.replace("postgresql://", "postgresql+psycopg2://"),
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
     }
+
+
+def celery_worker_name(index: int) -> str:
+    """The stack's name of its ``index``-th Celery worker (``celery worker`` is the first)."""
+    return "celery worker" if index == 0 else f"celery worker {index + 1}"
+
+
+def _start_celery_workers(stack: AirflowStack, count: int) -> None:
+    """``count`` Celery workers, each a "machine" of its own: own Celery node name and log server port."""
+    for index in range(count):
+        args = ["celery", "worker", "--celery-hostname", f"worker{index + 1}@%h"]
+        env = {**stack.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        stack.start(celery_worker_name(index), args, env)
 
 
 @contextmanager
 def airflow_stack(
-    home: Path, dags_folder: Path, db_url: str, extra_env: dict[str, str] | None = None
+    home: Path,
+    dags_folder: Path,
+    db_url: str,
+    extra_env: dict[str, str] | None = None,
+    celery_workers: int = 1,
 ) -> Iterator[AirflowStack]:
     """Migrate ``db_url`` and run api-server, scheduler, dag-processor and triggerer until exit.
 
-    With the CeleryExecutor in ``extra_env`` (see :func:`celery_env`) a Celery worker starts too.
+    With the CeleryExecutor in ``extra_env`` (see :func:`celery_env`) ``celery_workers`` Celery
+    workers start too.
     """
-    import os
-
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     password = "admin-test-password"
@@ -212,11 +250,10 @@ def airflow_stack(
         )
         stack_handle = AirflowStack(home=home, api_url=f"http://127.0.0.1:{port}", env=env, password=password)
         stack_handle.processes["api-server"] = api
-        components = COMPONENTS + (
-            ("celery worker",) if env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" else ()
-        )
-        for component in components:
-            stack_handle.processes[component] = _spawn(component, home, env)
+        for component in COMPONENTS:
+            stack_handle.start(component)
+        if env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor":
+            _start_celery_workers(stack_handle, celery_workers)
         stack.callback(lambda: [stop_process_group(p) for p in stack_handle.processes.values()])
         wait_for_port(port)
         yield stack_handle

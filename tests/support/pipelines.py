@@ -8,10 +8,18 @@ import yaml
 
 
 def cancer_pipeline_yaml(
-    name: str, *, model: str, bucket: str, artifact_root: str, epochs: int = 8, **training: Any
+    name: str,
+    *,
+    model: str,
+    bucket: str,
+    artifact_root: str,
+    epochs: int = 8,
+    defaults: dict[str, Any] | None = None,
+    **training: Any,
 ) -> str:
     """A small, fast classifier: training data under ``cancer/train/``, live data under ``cancer/live/``,
-    delayed labels under ``cancer/labels/``; ``training`` overrides keys of the training section."""
+    delayed labels under ``cancer/labels/``; ``training`` overrides keys of the training section and
+    ``defaults`` those of the task defaults."""
     source: dict[str, Any] = {"bucket": bucket, "glob": "*.csv", "format": "csv"}
     config = {
         "name": name,
@@ -41,6 +49,6 @@ def cancer_pipeline_yaml(
             "performance": {"metric": "accuracy", "min_labels": 50, "resamples": 100},
         },
         "triggers": {"schedule": None, "new_data": True, "drift": True, "performance": True},
-        "defaults": {"retries": 0},
+        "defaults": {"retries": 0, **(defaults or {})},
     }
     return yaml.safe_dump(config, sort_keys=False)

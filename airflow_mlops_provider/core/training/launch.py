@@ -12,14 +12,12 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_mlops_provider.core.payloads import TrainingResult
 from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.errors import TrainingError
-
-if TYPE_CHECKING:
-    from airflow_mlops_provider.core.training.rendezvous import NodeRendezvous
+from airflow_mlops_provider.core.training.rendezvous import JOB_SUCCEEDED, NodeRendezvous
 
 _CARRIED = (
     "run_id", "experiment_id", "earlier", "spec", "params", "snapshot_sha256", "config_hash", "threads",
@@ -66,7 +64,7 @@ class Launch:
             with contextlib.suppress(Exception):
                 self.client.set_terminated(self.run_id, status)
         if self.node is not None:
-            self.node.finish("succeeded" if status == "FINISHED" else "failed")
+            self.node.finish(JOB_SUCCEEDED if status == "FINISHED" else "failed")
 
     def to_json(self) -> dict[str, Any]:
         """What a deferred task carries to its resumption (no client, no credentials)."""

@@ -58,7 +58,7 @@ from airflow_mlops_provider.core.training.errors import TrainingError
 from airflow_mlops_provider.core.training.job import TrainingJob
 from airflow_mlops_provider.core.training.launch import Launch
 from airflow_mlops_provider.core.training.procutil import free_port, signal_group
-from airflow_mlops_provider.core.training.rendezvous import NodeRendezvous, node_address
+from airflow_mlops_provider.core.training.rendezvous import JOB_SUCCEEDED, NodeRendezvous, node_address
 from airflow_mlops_provider.core.training.worker import STORAGE_OPTIONS_ENV
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class TorchrunLauncher:
         leads = launch.node is None or not job.node_rank
         status = "FAILED"
         try:
-            if not (leads and self.take_over(launch)):
+            trained = self.take_over(launch) if leads else launch.earlier == JOB_SUCCEEDED
+            if not trained:
                 self._train(launch.spec, launch.threads)
             result = launch.result()
             status = "FINISHED"
@@ -158,11 +159,14 @@ class TorchrunLauncher:
         node = self._rendezvous()
         earlier: str | None
         if node is not None and job.node_rank:  # a follower: node 0 made the run and the rendezvous
-            record = node.wait(job.join_timeout)
-            run_id, experiment_id, earlier = record["run_id"], record["experiment_id"], "node"
-            self.endpoint = record["endpoint"]
-            node.join(int(job.node_rank), record)
-            self.log(f"Node {job.node_rank} of {job.nnodes} joins {self.endpoint} for MLflow run {run_id}")
+            record = node.wait(job.join_timeout, int(job.node_rank))
+            run_id, experiment_id = record["run_id"], record["experiment_id"]
+            self.endpoint, earlier = record["endpoint"], record["finished"] or "node"
+            if earlier == JOB_SUCCEEDED:
+                self.log(f"Node {job.node_rank}: the job already succeeded in MLflow run {run_id}")
+            else:
+                node.join(int(job.node_rank), record)
+                self.log(f"Node {job.node_rank} of {job.nnodes} joins {self.endpoint} for run {run_id}")
         else:
             run_id, earlier = self._open_run(client, experiment_id, tags, params, snap)
             if node is not None:

@@ -6,7 +6,9 @@ run) under ``<artifact_root>/<pipeline>/rendezvous/<id hash>/``; every other nod
 record (up to the join timeout), and each node leaves a ``node-<rank>.json`` marker when it joins,
 so a job that never completes its rendezvous can say how many nodes joined. Node 0 marks the record
 finished when the job ends; a node that starts after that waits for a retried node 0 to publish
-anew, and at its join timeout fails saying the job ended before it joined.
+anew, and at its join timeout fails saying the job ended before it joined. A node joins a record
+only once its endpoint answers: node 0 lost with its machine leaves a record behind that nobody
+finishes, and a retried node waits past it for the record of node 0's retry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from airflow_mlops_provider.core.storage import Location
 from airflow_mlops_provider.core.training.errors import TrainingError
 
 ADDRESS_ENV = "MLOPS_NODE_ADDRESS"
+JOB_SUCCEEDED = "succeeded"  # the outcome node 0 records for a job that trained completely
 _MARKER = re.compile(r"^node-(\d+)\.json$")
 
 
@@ -65,28 +68,54 @@ class NodeRendezvous:
         self._record.write_bytes_atomic(json.dumps(record).encode())
         return record
 
-    def wait(self, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
-        """Node k > 0: the record node 0 published, once it is there; fails after ``timeout_s``.
+    def wait(self, timeout_s: float, rank: int | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+        """Node ``rank`` > 0: the record node 0 published, once it is there and its endpoint
+        answers, or the record of a job that succeeded (this node came late: a retry after its
+        machine was lost near the end); fails after ``timeout_s``.
 
-        A record of a job that already ended is waited past too (node 0 may be retried and publish
-        anew); at the deadline the failure says the job ended before this node joined.
+        Waited past, for node 0 to publish anew (a retry of it does): a record of a job that failed,
+        one whose endpoint does not answer (node 0 is still starting torchrun, or was lost), and one
+        this node joined before (this is a retry of it: the rendezvous it left cannot take a new
+        member, so node 0 gives up on it and is retried too). At the deadline the failure says which.
         """
         deadline = time.monotonic() + timeout_s
         while True:
             record = self.read()
-            if record is not None and not record.get("finished"):
+            if record is not None and self._joinable(record, rank):
                 return record
             if time.monotonic() > deadline:
-                if record is not None:
-                    raise RendezvousFailed(
-                        f"the job {self.rdzv_id} ended ({record['finished']}) before this node joined"
-                    )
-                raise RendezvousFailed(
-                    f"node 0 of job {self.rdzv_id} did not publish its rendezvous within {timeout_s:g}s "
-                    f"({len(self.joined())} of {self.nnodes} nodes started): node 0 never got a worker "
-                    "or pool slot, or failed before training"
-                )
+                raise self._not_joined(record, rank, timeout_s)
             time.sleep(poll_s)
+
+    def _joinable(self, record: dict[str, Any], rank: int | None) -> bool:
+        finished = record.get("finished")
+        if finished:
+            return bool(finished == JOB_SUCCEEDED)
+        return rank not in self.joined() and _answers(record["endpoint"])
+
+    def _not_joined(
+        self, record: dict[str, Any] | None, rank: int | None, timeout_s: float
+    ) -> RendezvousFailed:
+        if record is None:
+            return RendezvousFailed(
+                f"node 0 of job {self.rdzv_id} did not publish its rendezvous within {timeout_s:g}s "
+                f"({len(self.joined())} of {self.nnodes} nodes started): node 0 never got a worker "
+                "or pool slot, or failed before training"
+            )
+        if record.get("finished"):
+            return RendezvousFailed(
+                f"the job {self.rdzv_id} ended ({record['finished']}) before this node joined"
+            )
+        if rank in self.joined():
+            return RendezvousFailed(
+                f"node {rank} of job {self.rdzv_id} was lost after joining the rendezvous published at "
+                f"{record['published_at']}, and node 0 did not publish a new one within {timeout_s:g}s"
+            )
+        return RendezvousFailed(
+            f"node 0 of job {self.rdzv_id} published its rendezvous at {record['endpoint']} "
+            f"({record['published_at']}) but it did not answer within {timeout_s:g}s: node 0 was "
+            "lost (its worker died) and no retry of it published anew"
+        )
 
     def read(self) -> dict[str, Any] | None:
         if not self._record.exists():
@@ -132,6 +161,16 @@ class NodeRendezvous:
             "start a job's node tasks together: give the training pool at least `nodes` slots per "
             "job running at once, and keep that many workers free"
         )
+
+
+def _answers(endpoint: str, timeout_s: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (node 0's c10d store)."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _now() -> str:

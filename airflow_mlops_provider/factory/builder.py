@@ -141,6 +141,10 @@ def build_retrain_dag(config: PipelinePlan, source: str | None = None) -> DAG:
             split=config.validation.split,
             mode=config.validation.mode,
             builtin_checks=config.validation.builtin_checks,
+            streaming={
+                "stream_above_mb": config.validation.stream_above_mb,
+                "batch_rows": config.validation.batch_rows,
+            },
             aws_conn_id=config.aws_conn_id,
             doc_md=docs.TASKS["validate"],
             **common,

@@ -264,6 +264,15 @@ class Validation(Strict):
         ),
     )
     split: str | None = Field(default=None, description="Split to validate; None: all splits together")
+    stream_above_mb: float | None = Field(
+        default=1024.0,
+        ge=0,
+        description=(
+            "Validate in record batches (bounded memory, the same verdicts) when the split's in-memory "
+            "size exceeds this many MiB; 0: always stream; null: never"
+        ),
+    )
+    batch_rows: int = Field(default=500_000, gt=0, description="Rows per record batch when streaming")
 
 
 class Resources(Strict):

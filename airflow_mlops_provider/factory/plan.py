@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Self, dataclass_transform, get_args
 from airflow_mlops_provider import __version__
 from airflow_mlops_provider.factory import env as env_rules
 
-PLAN_VERSION = 6
+PLAN_VERSION = 7
 _ENV_REF = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _HERE = Path(__file__).resolve().parent
 _CORE = _HERE.parent / "core"
@@ -145,6 +145,8 @@ class ValidationPlan(Section):
     split: str | None
     mode: str
     builtin_checks: dict[str, Any] | bool  # resolved: the target and its allowed share of missing labels
+    stream_above_mb: float | None
+    batch_rows: int
 
 
 class TrainingPlan(Section):

@@ -335,3 +335,19 @@ def test_a_multi_node_job_becomes_one_node_task_per_node_and_grid_point():
     assert dag.get_task("select_best").upstream_task_ids == {"train"}
     single = build_pipeline(parse_pipeline(_with(training__nodes=2)))["retrain_churn"].get_task("train")
     assert [t["node_rank"] for t in single.expand_input.value] == [0, 1]  # mapped even for one point
+
+
+def test_validation_streaming_settings_reach_the_validate_task(tmp_path: Path):
+    from airflow_mlops_provider.factory.builder import build_pipeline
+
+    default = build_pipeline(parse_pipeline(MINIMAL))["retrain_churn"].get_task("validate")
+    assert default.streaming == {"stream_above_mb": 1024.0, "batch_rows": 500_000}
+    always = parse_pipeline(_with(validation={"stream_above_mb": 0, "batch_rows": 10_000}))
+    assert build_pipeline(always)["retrain_churn"].get_task("validate").streaming == {
+        "stream_above_mb": 0,
+        "batch_rows": 10_000,
+    }
+    never = parse_pipeline(_with(validation={"stream_above_mb": None}))
+    assert never.plan().validation.stream_above_mb is None
+    problems = dict(_errors(_with(validation={"batch_rows": 0}), tmp_path).problems)
+    assert "greater than 0" in problems["validation.batch_rows"]

@@ -68,5 +68,15 @@ def write_results(name: str, figures: dict[str, Any], quick: bool) -> Path:
     return path
 
 
+def merge_results(name: str, figures: dict[str, Any]) -> Path:
+    """Merge ``figures`` into ``bench/results/<name>.json``, keeping its other keys (a benchmark that
+    records a part of a result file, such as the large-data or two-node runs)."""
+    path = RESULTS / f"{name}.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**current, **figures}, indent=2, sort_keys=True) + "\n")
+    print(f"\nmerged into {path}")
+    return path
+
+
 def quick_flag(argv: Sequence[str] | None = None) -> bool:
     return "--quick" in (sys.argv[1:] if argv is None else argv)

@@ -24,6 +24,10 @@ pandas (what ``ctx.read_split`` held on every rank before: the deep memory of it
 over row groups) and Arrow's, and the wall time against the former in-memory trainer (the
 ``tabular.py`` of commit ``IN_MEMORY_COMMIT``, run from that commit's text) on a size that fits.
 Merged into ``bench/results/training.json`` (other keys kept).
+
+Two-node mode, ``python -m bench.training --nodes [--quick]``: 2 nodes x 1 process against 1 node
+x 2 processes as the generated DAG's node tasks on two Celery workers on loopback
+(:mod:`bench.training_nodes`); also merged into ``bench/results/training.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench.common import WORK, print_table, quick_flag, write_results
+from bench.common import WORK, merge_results, print_table, quick_flag, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = "bench_training"
@@ -179,6 +183,11 @@ def operator_in_dag_test(
 
 
 def main() -> None:
+    if "--nodes" in sys.argv[1:]:
+        from bench import training_nodes
+
+        training_nodes.main()
+        return
     if "--large" in sys.argv[1:]:
         main_large(_rows_flag(LARGE_ROWS))
         return
@@ -413,16 +422,6 @@ def main_large(rows: int) -> None:
         ],
     )
     merge_results("training", figures)
-
-
-def merge_results(name: str, figures: dict[str, Any]) -> None:
-    """Merge ``figures`` into ``bench/results/<name>.json``, keeping its other keys."""
-    from bench.common import RESULTS
-
-    path = RESULTS / f"{name}.json"
-    current = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**current, **figures}, indent=2, sort_keys=True) + "\n")
-    print(f"\nmerged into {path}")
 
 
 if __name__ == "__main__":

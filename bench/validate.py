@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, WORK, print_table, quick_flag, run_measured, write_results
+from bench.common import WORK, merge_results, print_table, quick_flag, run_measured, write_results
 
 CATEGORIES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 
@@ -229,7 +229,6 @@ def in_memory_mb(uri: str) -> float:
 
 
 def large(rows: int, fit_rows: int) -> None:
-    import json
 
     shutil.rmtree(WORK / "validate-large", ignore_errors=True)
     started = time.perf_counter()
@@ -264,11 +263,7 @@ def large(rows: int, fit_rows: int) -> None:
             ("large_fit_stream_peak_rss_mb", fit_stream_rss, "peak RSS, streamed"),
         ],
     )
-    path = RESULTS / "validate.json"
-    kept = json.loads(path.read_text()) if path.exists() else {}
-    kept.pop("machine", None)
-    kept.pop("quick", None)
-    write_results("validate", {**kept, **figures}, quick=False)
+    merge_results("validate", figures)
     shutil.rmtree(WORK / "validate-large", ignore_errors=True)
 
 

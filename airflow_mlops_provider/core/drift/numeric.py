@@ -165,7 +165,7 @@ def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
     ends[-1] = m - 1
     hi = cur_sorted[ends]
     ref_hi = np.searchsorted(ref_sorted, hi, side="right").astype(np.int64)
-    cur_hi = np.searchsorted(cur_sorted, hi, side="right").astype(np.int64)
+    cur_hi = _count_up_to_own(cur_sorted, ends)
     # below the first current value: F_cur = 0, F_ref reaches #ref < cur[0]
     below = int(np.searchsorted(ref_sorted, cur_sorted[0], side="left")) * m
     exact = np.abs(ref_hi * m - cur_hi * n)
@@ -189,6 +189,16 @@ def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
     f_cur = np.searchsorted(cur_sorted, points, side="right").astype(np.int64)
     best = max(best, int(np.abs(f_ref * m - f_cur * n).max()))
     return best / (float(n) * float(m))
+
+
+def _count_up_to_own(ascending: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """#values <= ascending[i] for each (ascending) index i in ``at``: i + 1, searched only where
+    the value repeats past i (a run of ties), so untied data costs no binary search."""
+    counts = at.astype(np.int64) + 1
+    tied = np.flatnonzero(ascending[np.minimum(counts, ascending.size - 1)] == ascending[at])
+    tied = tied[counts[tied] < ascending.size]
+    counts[tied] = np.searchsorted(ascending, ascending[at[tied]], side="right")
+    return counts
 
 
 def _distinct(ascending: np.ndarray) -> np.ndarray:

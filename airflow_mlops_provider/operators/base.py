@@ -57,7 +57,9 @@ class LineageMixin:
         return _operator_lineage(self.lineage(None, None))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
-        return _operator_lineage(self.lineage(task_instance.xcom_pull(), task_instance))
+        # this map index's own result: a bare xcom_pull of a mapped task returns every index's
+        result = task_instance.xcom_pull(task_ids=task_instance.task_id, map_indexes=task_instance.map_index)
+        return _operator_lineage(self.lineage(result, task_instance))
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         return self.get_openlineage_facets_on_start()

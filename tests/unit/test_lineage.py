@@ -28,14 +28,28 @@ BLOCKED = ("openlineage", "airflow.providers.openlineage.extractors")
 MLFLOW = "mlflow://mlflow.example:5000"
 
 
+_ALL = object()
+
+
 class FakeTaskInstance:
-    """What the OpenLineage provider hands an operator: ``xcom_pull`` of its (or another task's) result."""
+    """What the OpenLineage provider hands an operator: ``xcom_pull`` of its (or another task's)
+    result, as the task SDK answers it (for a mapped task: every map index's unless one is named)."""
 
-    def __init__(self, result: Any, others: Mapping[str, Any] | None = None) -> None:
+    task_id = "this_task"
+
+    def __init__(
+        self, result: Any, others: Mapping[str, Any] | None = None, mapped: list[Any] | None = None
+    ) -> None:
         self.result, self.others = result, dict(others or {})
+        self.mapped = mapped  # every map index's result when this task is mapped
+        self.map_index = -1 if mapped is None else mapped.index(result)
 
-    def xcom_pull(self, task_ids: str | None = None) -> Any:
-        return self.result if task_ids is None else self.others.get(task_ids)
+    def xcom_pull(self, task_ids: str | None = None, map_indexes: Any = _ALL) -> Any:
+        if task_ids not in (None, self.task_id):
+            return self.others.get(task_ids)
+        if self.mapped is None:
+            return self.result
+        return list(self.mapped) if map_indexes is _ALL else self.mapped[map_indexes]
 
 
 @pytest.fixture
@@ -202,6 +216,13 @@ def test_train_reads_the_snapshot_and_writes_the_mlflow_run(mlflow_env, tmp_path
     assert (facet.experimentId, facet.modelUri, facet.metrics) == ("7", "runs:/r1/model", {"val_auc": 0.9})
     assert "secret" not in json.dumps(Serde.to_dict(run))
     assert op.get_openlineage_facets_on_start().outputs == []
+
+    # one of a grid's mapped train tasks reports its own run, not the list of every index's results
+    other = {**result, "run_id": "r0"}
+    [mapped_run] = op.get_openlineage_facets_on_complete(
+        FakeTaskInstance(result, mapped=[other, result])
+    ).outputs
+    assert mapped_run.name == "runs/r1"
 
 
 def test_evaluate_reads_snapshot_challenger_run_and_champion_version(mlflow_env, tmp_path):

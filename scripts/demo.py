@@ -55,6 +55,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("MLOPS_DEMO_DIR") or REPO / ".demo").resolve()
 PIPELINE = "cancer"
+LINEAGE = DEMO / "openlineage.jsonl"
 NEW_DATA = f"mlops.{PIPELINE}.new_data"
 DRIFT = f"mlops.{PIPELINE}.drift"
 PERFORMANCE = f"mlops.{PIPELINE}.performance"
@@ -64,6 +65,30 @@ STEPS = 8
 CHILD = "MLOPS_DEMO_CHILD"
 # An error or critical record as Airflow's structlog and Python's logging print it.
 ERROR_LINE = re.compile(r"\[(error|critical)\s*\]| (ERROR|CRITICAL) ")
+
+
+def lineage_summary(path: Path) -> str:
+    """The newest model version's lineage rebuilt from the OpenLineage events in ``path``: each hop
+    back to the source objects (a dataset's upstream is what the jobs that wrote it read)."""
+    if not path.exists():
+        return f"no OpenLineage events at {path}"
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    upstream: dict[str, set[str]] = {}
+    for event in events:
+        if event.get("eventType") == "COMPLETE":
+            inputs = {d["name"] for d in event.get("inputs", [])}
+            for output in event.get("outputs", []):
+                upstream.setdefault(output["name"], set()).update(inputs - {output["name"]})
+    versions = sorted((n for n in upstream if "/versions/" in n), key=lambda n: int(n.rsplit("/", 1)[1]))
+    if not versions:
+        return f"{len(events)} events in {path}, no model version among their outputs"
+    hops, frontier, seen = [versions[-1]], {versions[-1]}, {versions[-1]}
+    while frontier := {u for name in frontier for u in upstream.get(name, ()) if u not in seen}:
+        seen |= frontier
+        hops.append(
+            _short(sorted(frontier)[0], 40) + (f" (+{len(frontier) - 1})" if len(frontier) > 1 else "")
+        )
+    return f"{' <- '.join(hops)}; {len(events)} events in {path}"
 
 
 def embedded_environment() -> dict[str, str]:
@@ -82,6 +107,14 @@ def embedded_environment() -> dict[str, str]:
         "MLOPS_DATA_ROOT": (DEMO / "data").as_uri(),
         "GIT_PYTHON_REFRESH": "quiet",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # every task's OpenLineage events, one JSON line each (the closing summary reads them)
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(LINEAGE), "append": True}
+        ),
+        # in a thread of the demo's own process: forking a process that holds torch and MLflow threads
+        # can leave the child stuck on a lock it copied (the events were then lost at the timeout)
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
+        "AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT": "60",
     }
 
 
@@ -383,6 +416,12 @@ class Demo:
         print(f"  example data:  {self.data}")
         home = f"AIRFLOW_HOME={DEMO / 'airflow'} AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'}"
         print(f"  Airflow UI:    {home} airflow standalone")
+        print(
+            '  Models page:   then click "Models" in its navigation (http://localhost:8080/plugin/mlops-models):'
+        )
+        print("                 champion, last decision, drift, approvals and next runs per pipeline; each")
+        print('                 pipeline DAG has a "Model" tab with its history (docs/ui.md)')
+        print(f"  lineage:       {lineage_summary(LINEAGE)} (docs/lineage.md)")
 
     def step(self, number: int, title: str) -> None:
         print(f"\n[{number}/{STEPS}] {title}")

@@ -5,7 +5,7 @@ three numeric columns shifted by 0.5 sigma in the current window, as Parquet und
 ``bench/.work/drift/``. Every contender runs in its own child process that loads both windows
 first (untimed) and then times only the drift computation; peak RSS is the child's.
 
-Timings: the machine is shared, so floor, ours and the scipy loop run interleaved three times
+Timings: the machine is shared, so floor, ours and the scipy loop run interleaved REPEATS (5) times
 and the fastest of each is kept (every sample is in ``<name>_all_s``); Evidently and NannyML
 run once (their margins are large).
 
@@ -28,7 +28,16 @@ has returned what Parquet decoding left over); ``*_process_peak_rss_mb`` is the 
 peak, Parquet loading included. ``input_mb`` is both windows' in-memory Arrow size. The stream
 run's peak is its whole process (it never loads a window).
 
-Usage: ``python bench/drift.py`` (full) or ``python bench/drift.py --quick`` (smoke).
+Mixed shape (``mixed_*`` keys): ROWS rows x 46 columns, 10 each of normal, lognormal,
+Poisson-like int64 (thousands of ties per value) and exponential with 5% nulls, plus 6 string
+categoricals of 3 to 2,000 levels (one with 3% nulls); seven columns drift (a shift, a scale
+change, a missing share from 5% to 12%, reversed level shares, levels present in one window
+only). Ours (2 and 1 workers), the sort floor, the scipy loop (NaN dropped first) and NannyML
+run interleaved REPEATS times, fastest kept; ``mixed_ours_ms_per_column`` is our one-worker time
+per column of each kind.
+
+Usage: ``python bench/drift.py`` (full), ``python bench/drift.py --mixed-only`` (the mixed shape,
+merged into the recorded figures) or ``--quick`` (smoke, either way).
 """
 
 from __future__ import annotations
@@ -45,10 +54,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import WORK, print_table, quick_flag, run_measured, write_results
+from bench.common import RESULTS, WORK, print_table, quick_flag, run_measured, write_results
 
 ENVS = Path(__file__).resolve().parent / ".envs"
-REPEATS = 3
+REPEATS = 5
 DATA = WORK / "drift"
 NUMERIC = [f"x{i:02d}" for i in range(20)]
 CATEGORICAL = ["colour", "region", "segment"]
@@ -99,6 +108,72 @@ def windows(rows: int) -> tuple[Path, Path]:
         make_window(rows, 1, False, ref)
     if not cur.exists():
         make_window(rows, 2, True, cur)
+    return ref, cur
+
+
+MIXED_KINDS = {"n": "normal", "l": "lognormal", "p": "poisson", "e": "exponential_missing"}
+MIXED_NUMERIC = [f"{kind}{i:02d}" for kind in MIXED_KINDS for i in range(10)]
+MIXED_LEVELS = {"c3": 3, "c12": 12, "c50": 50, "c200": 200, "c1000": 1000, "c2000": 2000}
+MIXED_SHIFTED = ["n03", "l05", "p02", "e04", "e07", "c200", "c2000"]
+
+
+def _mixed_numeric(rng: Any, name: str, n: int, drifted: bool) -> Any:
+    """normal; lognormal (heavy right tail); Poisson counts as int64 (lambda 25-115: a few hundred
+    distinct values, thousands of ties each); exponential with 5% nulls (12% in e04 when drifted)."""
+    import pyarrow as pa
+
+    kind, i = name[0], int(name[1:])
+    if kind == "n":
+        return rng.normal(i + (0.3 * (1 + i) if drifted else 0.0), 1.0 + i, n)
+    if kind == "l":
+        return rng.lognormal(0.2 if drifted else 0.0, 0.5 + 0.1 * i, n)
+    if kind == "p":
+        return rng.poisson((25 + 10 * i) * (1.1 if drifted else 1.0), n)
+    missing = rng.random(n) < (0.12 if drifted and i == 4 else 0.05)
+    return pa.array(rng.exponential((1.0 + i) * (1.3 if drifted and i == 7 else 1.0), n), mask=missing)
+
+
+def _mixed_categorical(rng: Any, name: str, n: int, drifted: bool) -> Any:
+    """Strings over Zipf-like shares; c200 drifted reverses them, c2000 drifted shifts 5% of its
+    levels (levels only in one window), c1000 has 3% nulls."""
+    import numpy as np
+    import pyarrow as pa
+
+    levels = MIXED_LEVELS[name]
+    weights = 1.0 / np.arange(1, levels + 1) ** 0.8
+    if drifted and name == "c200":
+        weights = weights[::-1]
+    codes = rng.choice(levels, n, p=weights / weights.sum()).astype(np.int32)
+    offset = levels // 20 if drifted and name == "c2000" else 0
+    labels = pa.array([f"{name}-{k}" for k in range(offset, levels + offset)])
+    nulls = rng.random(n) < 0.03 if name == "c1000" else None
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=nulls), labels).cast(pa.string())
+
+
+def make_mixed_window(rows: int, seed: int, shifted: bool, path: Path) -> None:
+    """Write one mixed-shape window (40 numeric + 6 string columns) as Parquet."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    cols = {
+        name: _mixed_numeric(rng, name, rows, shifted and name in MIXED_SHIFTED) for name in MIXED_NUMERIC
+    }
+    for name in MIXED_LEVELS:
+        cols[name] = _mixed_categorical(rng, name, rows, shifted and name in MIXED_SHIFTED)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table(cols), tmp, compression="zstd", row_group_size=1_000_000)
+    tmp.rename(path)
+
+
+def mixed_windows(rows: int) -> tuple[Path, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    ref, cur = DATA / f"mixed-ref-{rows}.parquet", DATA / f"mixed-cur-{rows}.parquet"
+    if not ref.exists():
+        make_mixed_window(rows, 1, False, ref)
+    if not cur.exists():
+        make_mixed_window(rows, 2, True, cur)
     return ref, cur
 
 
@@ -173,18 +248,21 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         result = compare(stats, TableSource(cur_t), cfg)
         figures["seconds"] = time.perf_counter() - start
         figures["drifted"] = sorted(result.drifted_columns)
+    elif mode == "ours_kinds":
+        figures["ms_per_column"] = _ms_per_column(ref_t, cur_t)
     elif mode == "scipy_loop":
         from scipy import stats as st
 
-        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in NUMERIC]
+        numeric = _numeric_names(ref_t)
+        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in numeric]
         start = time.perf_counter()
-        pvalues = [st.ks_2samp(a, b).pvalue for a, b in cols]
+        pvalues = [st.ks_2samp(a[~np.isnan(a)], b[~np.isnan(b)]).pvalue for a, b in cols]
         figures["seconds"] = time.perf_counter() - start
         figures["drifted"] = sorted(
-            c for c, p in zip(NUMERIC, pvalues, strict=True) if p < 0.05 / len(NUMERIC)
+            c for c, p in zip(numeric, pvalues, strict=True) if p < 0.05 / len(numeric)
         )
     elif mode == "sort_floor":
-        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in NUMERIC]
+        cols = [(ref_t.column(c).to_numpy(), cur_t.column(c).to_numpy()) for c in _numeric_names(ref_t)]
         start = time.perf_counter()
         for a, b in cols:
             np.sort(a)
@@ -194,6 +272,33 @@ def child(mode: str, ref: str, cur: str, out: str, store: str) -> None:
         raise SystemExit(f"unknown mode {mode}")
     figures["peak_rss_mb"] = peak_mb()  # noqa: F821
     Path(out).write_text(json.dumps(figures))
+
+
+def _numeric_names(table: Any) -> list[str]:
+    """The integer and float columns: what the scipy loop tests and the sort floor sorts."""
+    import pyarrow as pa
+
+    return [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+
+
+def _ms_per_column(ref_t: Any, cur_t: Any) -> dict[str, float]:
+    """Our cold comparison per column kind, one worker, in ms per column (best of three): where the
+    time goes on the mixed shape. The kind is a column name's leading letter (MIXED_KINDS, c: strings)."""
+    from airflow_mlops_provider.core.drift import DriftConfig, compare, reference_from_source
+    from airflow_mlops_provider.core.drift.columns import TableSource
+
+    kinds = {**MIXED_KINDS, "c": "categorical"}
+    out = {}
+    for letter, kind in kinds.items():
+        names = [n for n in ref_t.column_names if n.startswith(letter)]
+        cfg = DriftConfig(workers=1, include=names)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            compare(reference_from_source(TableSource(ref_t), cfg), TableSource(cur_t), cfg)
+            best = min(best, time.perf_counter() - start)
+        out[kind] = round(best * 1000 / len(names), 1)
+    return out
 
 
 def _read_columnwise(path: str) -> Any:
@@ -299,8 +404,8 @@ def ours(mode: str, ref: Path, cur: Path, store: Path) -> dict[str, Any]:
     return measure([sys.executable, __file__, "--child", mode, str(ref), str(cur), str(store)])
 
 
-def main() -> None:
-    quick = quick_flag()
+def clean_figures(quick: bool) -> dict[str, Any]:
+    """Every contender on the clean shape (and the stream run); prints its table."""
     rows = 100_000 if quick else 1_000_000
     stream_rows = 1_000_000 if quick else 10_000_000
     ref, cur = windows(rows)
@@ -400,6 +505,96 @@ def main() -> None:
         f"Drift, {rows:,} rows x {figures['columns']} columns (load avg {figures['load_average_1m']:.1f})",
         rows_out,
     )
+    return figures
+
+
+def mixed_figures(quick: bool) -> dict[str, Any]:
+    """Ours (2 and 1 workers), the sort floor, the scipy loop and NannyML on the mixed shape, interleaved
+    REPEATS times with the fastest of each kept; then our time per column kind. Prints its table."""
+    rows = 100_000 if quick else 1_000_000
+    ref, cur = mixed_windows(rows)
+    python, reason = ensure_env("nannyml")
+    modes = ["sort_floor", "ours", "ours_1thread", "scipy_loop"] + (["nannyml"] if python else [])
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(1 if quick else REPEATS):
+        for mode in modes:
+            if mode == "nannyml":
+                run = measure([str(python), "-c", NANNYML, str(ref), str(cur)])
+            else:
+                run = ours(mode, ref, cur, DATA)
+            samples.setdefault(mode, []).append(run)
+    best = {mode: min(found, key=lambda r: r["seconds"]) for mode, found in samples.items()}
+    names = {"ours_1thread": "ours_1worker"}
+    figures: dict[str, Any] = {"mixed_rows": rows, "mixed_columns": len(MIXED_NUMERIC) + len(MIXED_LEVELS)}
+    for mode, run in best.items():
+        key = f"mixed_{names.get(mode, mode)}"
+        figures[f"{key}_s"] = run["seconds"]
+        figures[f"{key}_all_s"] = [round(r["seconds"], 4) for r in samples[mode]]
+        if "drifted" in run:
+            figures[f"{key}_drifted"] = run["drifted"]
+    figures.update(
+        mixed_nannyml_s=figures.get("mixed_nannyml_s"),
+        mixed_ours_peak_rss_mb=best["ours"]["peak_rss_mb"],
+        mixed_ours_rss_before_mb=best["ours"]["rss_before_mb"],
+        mixed_input_mb=best["ours"]["input_mb"],
+        mixed_ours_ms_per_column=ours("ours_kinds", ref, cur, DATA)["ms_per_column"],
+        mixed_sort_floor_ms_per_sort=round(best["sort_floor"]["seconds"] * 1000 / len(MIXED_NUMERIC) / 2, 1),
+        mixed_notes={"nannyml": reason} if reason else None,
+        mixed_load_average_1m=os.getloadavg()[0],
+    )
+    ratios = {
+        "ours_over_sort_floor": _ratio(figures["mixed_ours_s"], figures["mixed_sort_floor_s"]),
+        "nannyml_over_ours": _ratio(figures["mixed_nannyml_s"], figures["mixed_ours_s"]),
+        "scipy_loop_over_ours": _ratio(figures["mixed_scipy_loop_s"], figures["mixed_ours_s"]),
+        "ours_1worker_over_ours": _ratio(figures["mixed_ours_1worker_s"], figures["mixed_ours_s"]),
+        "peak_rss_over_input": _ratio(figures["mixed_ours_peak_rss_mb"], figures["mixed_input_mb"]),
+    }
+    figures.update({f"mixed_{k}_ratio": v for k, v in ratios.items()})
+    print_table(
+        f"Drift, mixed shape: {rows:,} rows x {figures['mixed_columns']} columns",
+        [
+            ("ours (cold, 2 workers) s", figures["mixed_ours_s"], f"drifted {figures['mixed_ours_drifted']}"),
+            (
+                "ours (cold, 1 worker) s",
+                figures["mixed_ours_1worker_s"],
+                f"{ratios['ours_1worker_over_ours']}x",
+            ),
+            (
+                "sort floor s",
+                figures["mixed_sort_floor_s"],
+                f"ours / floor = {ratios['ours_over_sort_floor']}",
+            ),
+            (
+                "scipy ks_2samp loop s",
+                figures["mixed_scipy_loop_s"],
+                f"{ratios['scipy_loop_over_ours']}x ours",
+            ),
+            (
+                "nannyml univariate s",
+                figures["mixed_nannyml_s"] or float("nan"),
+                f"{ratios['nannyml_over_ours']}x ours",
+            ),
+            (
+                "ours peak RSS MB",
+                figures["mixed_ours_peak_rss_mb"],
+                f"input {figures['mixed_input_mb']:.0f} MB",
+            ),
+        ],
+    )
+    print(f"  ours ms per column by kind: {figures['mixed_ours_ms_per_column']}")
+    return figures
+
+
+def main() -> None:
+    """Both shapes; with ``--mixed-only`` the mixed shape alone, merged into the recorded clean figures."""
+    quick = quick_flag()
+    if "--mixed-only" in sys.argv[1:]:
+        recorded = RESULTS / ("drift.quick.json" if quick else "drift.json")
+        kept = json.loads(recorded.read_text()) if recorded.exists() else {}
+        figures = {k: v for k, v in kept.items() if not k.startswith("mixed_")}
+    else:
+        figures = clean_figures(quick)
+    figures.update(mixed_figures(quick))
     write_results("drift", figures, quick)
 
 

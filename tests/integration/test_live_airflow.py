@@ -47,8 +47,7 @@ def test_tasks_run_on_a_celery_worker(celery_airflow, probe_dags, mlflow_server)
     run = celery_airflow.wait_for_run("live_probe_mlflow", run_id, timeout_s=300)
     assert run["state"] == "success", celery_airflow.task_states("live_probe_mlflow", run_id)
     (ti,) = celery_airflow.task_instances("live_probe_mlflow", run_id)
-    assert ti["executor"] == "CeleryExecutor" or "celery" in celery_airflow.log("celery worker").lower()
-    assert ti["task_id"] in celery_airflow.log("celery worker")
+    assert celery_airflow.celery_worker_that_ran(ti) is not None  # one of the stack's Celery workers
     xcom = celery_airflow.api(
         "GET", f"/dags/live_probe_mlflow/dagRuns/{run_id}/taskInstances/log_run/xcomEntries/return_value"
     )

@@ -23,7 +23,7 @@ import pytest
 
 from airflow_mlops_provider import datasets
 from airflow_mlops_provider.operators.promote import promotion_pool
-from tests.support.airflow_stack import AirflowStack, celery_worker_name
+from tests.support.airflow_stack import AirflowStack
 from tests.support.faults import alive, training_processes, wait_until_gone
 from tests.support.pipelines import cancer_pipeline_yaml
 from tests.unit.test_training_fns import ENTRY
@@ -73,7 +73,7 @@ def test_a_two_node_job_trains_one_run_on_two_node_tasks_and_is_promoted(
     assert promote == "success"
     assert training_processes(live_airflow.home, dag_id) == []
     # each node ran on a worker of its own
-    assert {_ran_on(live_airflow, ti) for ti in nodes} == {"celery worker", "celery worker 2"}
+    assert {live_airflow.celery_worker_that_ran(ti) for ti in nodes} == {"celery worker", "celery worker 2"}
 
 
 def test_a_node_that_cannot_start_fails_every_node_with_the_reason(
@@ -137,15 +137,6 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_last_checkpoin
 def _result(stack: AirflowStack, dag_id: str, run_id: str, ti: dict[str, Any]) -> dict[str, Any]:
     entries = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train/xcomEntries/return_value"
     return stack.api("GET", entries, params={"map_index": ti["map_index"]})["value"]
-
-
-def _ran_on(stack: AirflowStack, ti: dict[str, Any]) -> str | None:
-    """The Celery worker whose log shows it executed ``ti``."""
-    for index in range(2):
-        name = celery_worker_name(index)
-        if ti["id"] in stack.log(name):
-            return name
-    return None
 
 
 def _wait_for_training_agent(stack: AirflowStack, dag_id: str, run_id: str, leader: bool) -> psutil.Process:

@@ -152,6 +152,13 @@ class AirflowStack:
     def log(self, component: str) -> str:
         return (self.home / f"{component}.log").read_text(errors="replace")
 
+    def celery_worker_that_ran(self, ti: dict[str, Any]) -> str | None:
+        """The Celery worker whose log shows it executed the task instance ``ti`` (by its id)."""
+        for name in self.processes:
+            if name.startswith("celery worker") and ti["id"] in self.log(name):
+                return name
+        return None
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
         """Every attempt's log of one task instance, from the deployment's log folder."""
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "operators": {"core", "hooks", "links", "triggers"},
     "factory": {"core", "operators", "notifications"},
     "testing": {"core", "factory", "operators"},
+    "ui": {"core", "hooks", "operators"},
 }
 # Layers that must run without Airflow installed.
 WITHOUT_AIRFLOW = {"core", "serving"}
